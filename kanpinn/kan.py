@@ -1,0 +1,212 @@
+"""Kolmogorov-Arnold Networks (Liu et al. 2024) with KAN 2.0 multiplication nodes.
+
+Widths are in bracket notation: ``[2, 5, 1]`` has 2 inputs, 5 hidden sum nodes and one
+output. An entry ``[n_sum, n_mult]`` holds n_sum sum nodes and n_mult multiplication
+nodes; each multiplication node is the product of two sub-nodes fed by the layer before
+(MultKAN, arity 2), so ``KAN([2, [0, 1], 1])`` can represent sin(πx)·sin(πy) exactly.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import jet as jets
+from .errors import KanpinnError
+from .kan_layer import KANLayer
+
+__all__ = ["KAN", "parse_widths"]
+
+
+def parse_widths(widths):
+    """Bracket notation -> list of (n_sum, n_mult) per node layer."""
+    if not isinstance(widths, (list, tuple)) or len(widths) < 2:
+        raise KanpinnError(f"widths must be a list of at least two layer sizes, got {widths!r}")
+    out = []
+    for w in widths:
+        if isinstance(w, (list, tuple)):
+            if len(w) != 2:
+                raise KanpinnError(f"a width entry [n_sum, n_mult] has two numbers, got {w!r}")
+            n_sum, n_mult = (int(v) for v in w)
+        else:
+            n_sum, n_mult = int(w), 0
+        if n_sum < 0 or n_mult < 0 or n_sum + n_mult < 1:
+            raise KanpinnError(f"each layer needs at least one node, got {w!r} in {widths!r}")
+        out.append((n_sum, n_mult))
+    if out[0][1]:
+        raise KanpinnError("the input layer cannot hold multiplication nodes")
+    return out
+
+
+class KAN(nn.Module):
+    """A KAN. Input (N, widths[0]) -> output (N, widths[-1]).
+
+    Args:
+        widths: bracket notation, e.g. ``[2, 10, 1]`` or ``[2, [0, 1], 1]``.
+        grid: intervals per edge (G); k: spline order; basis: "bspline", "chebyshev",
+        "rbf" or "fourier"; grid_range: initial input range of every layer;
+        grid_eps: weight of the uniform grid in ``update_grid`` (0 = pure quantiles);
+        seed: makes the initialisation repeatable.
+
+    Example::
+
+        model = KAN([2, 10, 1], grid=5, k=3)
+        u = model(torch.rand(100, 2))            # (100, 1)
+    """
+
+    def __init__(self, widths, grid=5, k=3, basis="bspline", grid_range=(-1.0, 1.0),
+                 grid_eps=0.02, noise_scale=0.1, seed=None, dtype=None):
+        super().__init__()
+        self.widths = parse_widths(widths)
+        self.k, self.basis_kind, self.grid_eps = int(k), basis, float(grid_eps)
+        self.noise_scale = noise_scale
+        gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        layers = []
+        for (s_in, m_in), (s_out, m_out) in zip(self.widths[:-1], self.widths[1:]):
+            layers.append(KANLayer(s_in + m_in, s_out + 2 * m_out, grid=grid, k=k, basis=basis,
+                                   grid_range=grid_range, noise_scale=noise_scale,
+                                   dtype=dtype, generator=gen))
+        self.layers = nn.ModuleList(layers)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def width_in(self) -> int:
+        return self.widths[0][0]
+
+    @property
+    def width_out(self) -> int:
+        s, m = self.widths[-1]
+        return s + m
+
+    @property
+    def grid(self) -> int:
+        return self.layers[0].basis.grid
+
+    def config(self) -> dict:
+        return {"type": "KAN", "widths": [[s, m] if m else s for s, m in self.widths],
+                "grid": [layer.basis.grid for layer in self.layers], "k": self.k,
+                "basis": self.basis_kind, "grid_eps": self.grid_eps,
+                "symbolic": [{key: {"name": e.name, "expr": str(e.f_expr)} for key, e in layer.symbolic.items()}
+                             for layer in self.layers]}
+
+    def _mult(self, li, y):
+        """Apply the multiplication nodes of node layer li+1 to layer li's output."""
+        n_sum, n_mult = self.widths[li + 1]
+        if not n_mult:
+            return y
+        prod = y[:, n_sum::2] * y[:, n_sum + 1::2]
+        return torch.cat([y[:, :n_sum], prod], 1)
+
+    def _mult_jet(self, li, y, g, h):
+        n_sum, n_mult = self.widths[li + 1]
+        if not n_mult:
+            return y, g, h
+        a, b = slice(n_sum, None, 2), slice(n_sum + 1, None, 2)
+        p, gp, hp = jets.product(y[:, a], g[:, a], None if h is None else h[:, a],
+                                 y[:, b], g[:, b], None if h is None else h[:, b])
+        cat = lambda s, t: None if s is None else torch.cat([s[:, :n_sum], t], 1)
+        return cat(y, p), cat(g, gp), cat(h, hp)
+
+    def _check_input(self, x):
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != self.width_in:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise KanpinnError(f"KAN expects input of shape (N, {self.width_in}), got {shape}")
+
+    # ------------------------------------------------------------------ evaluation
+    def forward(self, x):
+        """x: (N, widths[0]) -> (N, width_out)."""
+        self._check_input(x)
+        for li, layer in enumerate(self.layers):
+            x = self._mult(li, layer(x))
+        return x
+
+    def forward_jet(self, x, order=2):
+        """Value, gradient (N, m, d) and Hessian diagonal (N, m, d) w.r.t. x."""
+        self._check_input(x)
+        g, h = jets.identity_jet(x, order)
+        y = x
+        for li, layer in enumerate(self.layers):
+            y, g, h = layer.forward_jet(y, g, h)
+            y, g, h = self._mult_jet(li, y, g, h)
+        return y, g, h
+
+    def layer_inputs(self, x):
+        """Inputs of every layer for x: list of (N, in_l) tensors (detached)."""
+        self._check_input(x)
+        ins = []
+        with torch.no_grad():
+            for li, layer in enumerate(self.layers):
+                ins.append(x)
+                x = self._mult(li, layer(x))
+        return ins
+
+    def edge_activations(self, x):
+        """Per layer, every edge's activation φ(x_i): list of (N, in_l, out_l)."""
+        ins = self.layer_inputs(x)
+        return [layer.edge_values(xi) for layer, xi in zip(self.layers, ins)]
+
+    # ------------------------------------------------------------------ grids
+    def update_grid(self, x):
+        """Re-place every layer's grid for samples x (N, d) (quantiles mixed with a uniform
+        grid by ``grid_eps``) and refit so each edge keeps its function (within fit error)."""
+        self._check_input(x)
+        with torch.no_grad():
+            for li, layer in enumerate(self.layers):
+                new = layer.basis.adapted(x, self.grid_eps)
+                layer.refit(new, x)
+                x = self._mult(li, layer(x))
+        return self
+
+    def extend_grid(self, new_grid, x=None):
+        """Refine every layer to ``new_grid`` intervals by least squares. The coarse spline
+        space nests in the fine one (each interval is split evenly when new_grid is a
+        multiple of the old), so the function is kept to rounding error inside the grid."""
+        new_grid = int(new_grid)
+        if new_grid < 1:
+            raise KanpinnError(f"new_grid must be a positive integer, got {new_grid}")
+        ins = self.layer_inputs(x) if x is not None else [None] * len(self.layers)
+        with torch.no_grad():
+            for layer, xi in zip(self.layers, ins):
+                layer.refit(layer.basis.refined(new_grid), xi)
+        return self
+
+    def set_input_range(self, lo, hi):
+        """Place the first layer's grid on the box [lo, hi] (the PDE domain)."""
+        layer = self.layers[0]
+        lo = torch.as_tensor(lo, dtype=layer.coef.dtype, device=layer.coef.device)
+        hi = torch.as_tensor(hi, dtype=layer.coef.dtype, device=layer.coef.device)
+        corners = torch.stack([lo, hi])
+        with torch.no_grad():
+            layer.refit(layer.basis.adapted(corners, 1.0), None)
+        return self
+
+    # ------------------------------------------------------------------ sparsity
+    def regularization(self, x, l1=1.0, entropy=2.0, coef=0.0, coef_diff=0.0):
+        """The KAN paper's sparsity loss on a batch x (differentiable):
+        Σ_layers [l1 · Σ_edges mean|φ| + entropy · H(|φ| / Σ|φ|)] (+ coefficient terms)."""
+        from .kan_tools import regularization
+        return regularization(self, x, l1, entropy, coef, coef_diff)
+
+    def prune(self, threshold=1e-2, x=None):
+        """A smaller KAN without the hidden sum nodes whose incoming and outgoing edges are
+        all weaker than ``threshold`` (mean |φ| on x); the kept edges compute the same."""
+        from .kan_tools import prune
+        return prune(self, threshold, x)
+
+    def fix_symbolic(self, layer: int, i: int, o: int, name: str, a=1.0, b=0.0, c=1.0, d=0.0, expr=None):
+        """Lock edge (layer, i -> o) to c·f(a·x+b)+d with f from the symbolic library (or
+        ``expr``, a function of a sympy symbol)."""
+        from .edge_formula import EdgeFormula
+        if expr is None:
+            from .symbolic.library import get_function
+            expr = get_function(name).sympy_fn
+        self.layers[layer].fix_symbolic(i, o, EdgeFormula(name, expr, a, b, c, d, dtype=self.layers[layer].coef.dtype))
+        return self
+
+    def plot(self, x=None, path=None, **kwargs):
+        """Draw the network with every edge's activation curve (strength = line alpha)."""
+        from .plotting import plot_kan
+        return plot_kan(self, x, path, **kwargs)
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

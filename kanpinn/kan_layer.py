@@ -1,0 +1,224 @@
+"""One KAN layer: in_dim inputs, out_dim outputs, a learnable function on every edge.
+
+    φ_io(x) = w_b[i,o] · SiLU(x) + w_s[i,o] · Σ_b c[i,b,o] · B_b(x)
+    y_o     = Σ_i mask[i,o] · φ_io(x_i)  (+ symbolic edges, see ``kanpinn.edge_formula``)
+
+The basis is evaluated once per input column (only its non-zero functions for B-splines)
+and contracted with all coefficients in one matrix product: no (N, in, out, G+k) tensor.
+``forward_jet`` carries first derivatives and the Hessian diagonal through the layer in
+the same product (value, d gradient rows, d curvature rows stacked).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .bases import make_basis
+from .bsplines import scatter_dense
+from .errors import KanpinnError
+
+__all__ = ["KANLayer"]
+
+
+def silu_derivatives(x, order):
+    """SiLU and its first two derivatives, elementwise."""
+    s = torch.sigmoid(x)
+    out = [x * s]
+    if order >= 1:
+        out.append(s * (1 + x * (1 - s)))
+    if order >= 2:
+        out.append(s * (1 - s) * (2 + x * (1 - 2 * s)))
+    return out
+
+
+class KANLayer(nn.Module):
+    """A KAN layer. Input (N, in_dim) -> output (N, out_dim).
+
+    Initialisation (chosen so deep KANs train): w_b ~ N(0, 2/in) keeps the SiLU path's
+    output variance near its input's, as He initialisation does for ReLU-like units, so
+    activations neither vanish nor explode with depth and stay inside the grids;
+    w_s = 1/sqrt(in) and c ~ N(0, noise²) start each spline as a small random function
+    that the base path dominates, so gradients reach every coefficient from the start.
+    """
+
+    def __init__(self, in_dim, out_dim, grid=5, k=3, basis="bspline", grid_range=(-1.0, 1.0),
+                 noise_scale=0.1, base_scale=None, dtype=None, generator=None):
+        super().__init__()
+        if in_dim < 1 or out_dim < 1:
+            raise KanpinnError(f"a KAN layer needs at least one input and output, got {in_dim}->{out_dim}")
+        dtype = dtype or torch.get_default_dtype()
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.basis = make_basis(basis, in_dim, grid, k, grid_range, dtype)
+        nb = self.basis.size
+        std_b = math.sqrt(2.0 / in_dim) if base_scale is None else base_scale
+        self.coef = nn.Parameter(torch.randn(in_dim, nb, out_dim, dtype=dtype, generator=generator) * noise_scale)
+        self.scale_base = nn.Parameter(torch.randn(in_dim, out_dim, dtype=dtype, generator=generator) * std_b)
+        self.scale_sp = nn.Parameter(torch.full((in_dim, out_dim), 1.0 / math.sqrt(in_dim), dtype=dtype))
+        self.register_buffer("mask", torch.ones(in_dim, out_dim, dtype=dtype))
+        self.symbolic = nn.ModuleDict()     # "i_o" -> EdgeFormula, added by fix_symbolic
+
+    # ------------------------------------------------------------------ evaluation
+    def _weights(self):
+        """Effective spline coefficients (in*nb, out) and base weights (in, out)."""
+        c = self.coef * (self.scale_sp * self.mask)[:, None, :]
+        return c.reshape(-1, self.out_dim), self.scale_base * self.mask
+
+    def _basis_rows(self, x, order):
+        first, vals = self.basis.evaluate(x, order)
+        return first, vals
+
+    def _dense(self, first, v):
+        if first is None:
+            return v
+        return scatter_dense(first, v, self.basis.size)
+
+    def _contract(self, first, B, c):
+        """Σ_{i,b} B[J, n, i, b] · c[i·nb + b, o] for local or dense basis values.
+
+        B: (J, N, in, w) with w = k+1 non-zero functions starting at ``first`` (N, in), or
+        w = size when ``first`` is None. Two exact ways for local values, chosen by size:
+        scatter into the dense (J, N, in·nb) matrix and one matmul (best for small grids),
+        or gather each point's k+1 coefficient rows and a batched product (cost
+        independent of G, best for fine grids)."""
+        J, n, n_in, w = B.shape
+        if first is None:
+            return (B.reshape(J * n, -1) @ c).reshape(J, n, self.out_dim)
+        nb = self.basis.size
+        if J * nb <= 2 * w * self.out_dim + J * w:
+            dense = scatter_dense(first.expand(B.shape[:-1]), B, nb)
+            return (dense.reshape(J * n, -1) @ c).reshape(J, n, self.out_dim)
+        c3 = c.reshape(n_in, nb, self.out_dim)
+        idx = first[:, :, None] + torch.arange(w, device=first.device)
+        cg = c3[torch.arange(n_in, device=first.device)[None, :, None], idx]   # (N, in, w, out)
+        out = torch.bmm(B.permute(1, 0, 2, 3).reshape(n, J, n_in * w), cg.reshape(n, n_in * w, self.out_dim))
+        return out.permute(1, 0, 2)
+
+    def forward(self, x):
+        """x: (N, in_dim) -> (N, out_dim)."""
+        first, (b,) = self.basis.evaluate(x, 0)
+        c, wb = self._weights()
+        y = self._contract(first, b[None], c)[0] + F.silu(x) @ wb
+        return self._add_symbolic(x, None, None, y, None, None)[0]
+
+    def forward_jet(self, x, g, h):
+        """Propagate a jet. x: (N, in); g, h: (N, in, d) (h may be None).
+        Returns y (N, out), gy (N, out, d), hy (N, out, d) or None."""
+        order = 1 if h is None else 2
+        n, d = x.shape[0], g.shape[2]
+        first, vals = self.basis.evaluate(x, order)
+        sil = silu_derivatives(x, order)
+        # stacked rows: [value; d gradient rows; d curvature rows], each (N, in, w)
+        b0, b1 = vals[0], vals[1]
+        gt = g.permute(2, 0, 1)                                   # (d, N, in)
+        rows = [b0[None], b1[None] * gt[..., None]]
+        srows = [sil[0][None], sil[1][None] * gt]
+        if order == 2:
+            ht = h.permute(2, 0, 1)
+            rows.append(vals[2][None] * (gt * gt)[..., None] + b1[None] * ht[..., None])
+            srows.append(sil[2][None] * gt * gt + sil[1][None] * ht)
+        B = torch.cat(rows, 0)                                    # (J, N, in, w)
+        S = torch.cat(srows, 0)                                   # (J, N, in)
+        J = B.shape[0]
+        c, wb = self._weights()
+        out = self._contract(first, B, c) + (S.reshape(J * n, -1) @ wb).reshape(J, n, self.out_dim)
+        y = out[0]
+        gy = out[1:1 + d].permute(1, 2, 0)
+        hy = out[1 + d:].permute(1, 2, 0) if order == 2 else None
+        return self._add_symbolic(x, g, h, y, gy, hy)
+
+    def _add_symbolic(self, x, g, h, y, gy, hy):
+        """Add the symbolic edges' values (and jets when g is given) to the outputs."""
+        order = 0 if g is None else (1 if h is None else 2)
+        for key, edge in self.symbolic.items():
+            i, o = map(int, key.split("_"))
+            col = torch.tensor([o], device=x.device)
+            vals = edge.jet(x[:, i], order)
+            y = y.index_add(1, col, vals[0][:, None])
+            if order >= 1:
+                gy = gy.index_add(1, col, (vals[1][:, None] * g[:, i, :])[:, None, :])
+            if order >= 2:
+                hy = hy.index_add(1, col, (vals[2][:, None] * g[:, i, :] ** 2 + vals[1][:, None] * h[:, i, :])[:, None, :])
+        return y, gy, hy
+
+    def fix_symbolic(self, i: int, o: int, formula):
+        """Replace edge i->o by ``formula`` (an EdgeFormula): its spline is masked off."""
+        if not (0 <= i < self.in_dim and 0 <= o < self.out_dim):
+            raise KanpinnError(f"edge ({i}, {o}) does not exist in a {self.in_dim}->{self.out_dim} layer")
+        self.mask[i, o] = 0.0
+        self.symbolic[f"{i}_{o}"] = formula.to(self.coef.device)
+
+    def unfix_symbolic(self, i: int, o: int):
+        self.symbolic.pop(f"{i}_{o}", None)
+        self.mask[i, o] = 1.0
+
+    # ------------------------------------------------------------------ edges
+    def edge_values(self, x):
+        """Every edge's activation φ_io(x_i): (N, in, out) (masked; symbolic edges included)."""
+        first, (b,) = self.basis.evaluate(x, 0)
+        bd = self._dense(first, b)                                # (N, in, nb)
+        c = self.coef * (self.scale_sp * self.mask)[:, None, :]
+        phi = torch.einsum("nib,ibo->nio", bd, c) + F.silu(x)[..., None] * (self.scale_base * self.mask)
+        if self.symbolic:
+            extra = torch.zeros_like(phi)
+            for key, edge in self.symbolic.items():
+                i, o = map(int, key.split("_"))
+                sel = torch.zeros_like(phi[0])
+                sel[i, o] = 1.0
+                extra = extra + edge(x[:, i])[:, None, None] * sel
+            phi = phi + extra
+        return phi
+
+    # ------------------------------------------------------------------ grids
+    @torch.no_grad()
+    def refit(self, new_basis, x=None):
+        """Replace the basis, refitting the spline coefficients by least squares so each
+        edge's spline part is kept: exactly when the old space nests in the new one.
+        x: optional (N, in) samples added to the fit points."""
+        pts = new_basis.fit_points()
+        if x is not None:
+            x = x.detach().to(pts.dtype)
+            inside = (x >= new_basis_lo(new_basis)) & (x <= new_basis_hi(new_basis))
+            # samples inside the new range refine the fit where the data lives
+            pts = torch.cat([pts, torch.where(inside, x, pts[:1].expand_as(x))], 0)
+        first, (b,) = self.basis.evaluate(pts, 0)
+        old = torch.einsum("nib,ibo->ino", self._dense(first, b), self.coef)   # (in, P, out)
+        nfirst, (nb_vals,) = new_basis.evaluate(pts, 0)
+        A = scatter_dense(nfirst, nb_vals, new_basis.size) if nfirst is not None else nb_vals
+        A = A.permute(1, 0, 2)                                                  # (in, P, nb)
+        coef = _lstsq(A, old)                                                   # (in, nb, out)
+        if not torch.isfinite(coef).all():
+            raise KanpinnError("grid refit produced non-finite coefficients (the layer's inputs "
+                               "contain NaN or inf?)")
+        self.basis = new_basis
+        self.coef = nn.Parameter(coef.contiguous())
+
+
+def new_basis_lo(basis):
+    return basis.lo[None, :]
+
+
+def new_basis_hi(basis):
+    return basis.hi[None, :]
+
+
+def _lstsq(A, Y):
+    """Batched least squares min ||A c - Y|| for A (b, P, n), Y (b, P, m), by QR.
+
+    QR on a full-rank, well-conditioned system (fit points cover every basis function's
+    support) is exact to rounding, runs on CPU and CUDA alike and never leaves the device.
+    A column scaling guards against very uneven basis magnitudes."""
+    scale = A.norm(dim=1, keepdim=True).clamp_min(torch.finfo(A.dtype).tiny)
+    Q, R = torch.linalg.qr(A / scale)
+    diag = R.diagonal(dim1=-2, dim2=-1).abs()
+    if bool((diag <= diag.amax(-1, keepdim=True) * 1e3 * torch.finfo(A.dtype).eps).any()):
+        # rank-deficient (basis functions with no fit point): regularised normal equations
+        AtA = R.transpose(-1, -2) @ R
+        eye = torch.eye(AtA.shape[-1], dtype=A.dtype, device=A.device)
+        lam = 1e-10 * AtA.diagonal(dim1=-2, dim2=-1).mean(-1)[:, None, None]
+        c = torch.linalg.solve(AtA + lam * eye, (A / scale).transpose(-1, -2) @ Y)
+    else:
+        c = torch.linalg.solve_triangular(R, Q.transpose(-1, -2) @ Y, upper=True)
+    return c / scale.transpose(-1, -2)

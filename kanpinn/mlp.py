@@ -1,0 +1,118 @@
+"""The MLP baseline: dense layers and a smooth activation, with the same jet interface as
+the KAN so both models get the same fast derivative path in the solver."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import jet as jets
+from .errors import KanpinnError
+
+__all__ = ["MLP", "ACTIVATIONS"]
+
+
+def _tanh(x, order):
+    t = torch.tanh(x)
+    out = [t]
+    if order >= 1:
+        out.append(1 - t * t)
+    if order >= 2:
+        out.append(-2 * t * (1 - t * t))
+    return out
+
+
+def _sin(x, order):
+    return [torch.sin(x), torch.cos(x), -torch.sin(x)][: order + 1]
+
+
+def _silu(x, order):
+    from .kan_layer import silu_derivatives
+    return silu_derivatives(x, order)
+
+
+def _softplus(x, order):
+    s = torch.sigmoid(x)
+    return [nn.functional.softplus(x), s, s * (1 - s)][: order + 1]
+
+
+def _gelu(x, order):
+    # exact GELU: x Φ(x); Φ' = φ
+    cdf = 0.5 * (1 + torch.erf(x / 2 ** 0.5))
+    pdf = torch.exp(-0.5 * x * x) / (2 * torch.pi) ** 0.5
+    return [x * cdf, cdf + x * pdf, (2 - x * x) * pdf][: order + 1]
+
+
+ACTIVATIONS = {"tanh": _tanh, "sin": _sin, "silu": _silu, "softplus": _softplus, "gelu": _gelu}
+
+
+class MLP(nn.Module):
+    """Fully connected network. Input (N, widths[0]) -> output (N, widths[-1]).
+
+    Xavier-normal weights and zero biases (the usual PINN setup, as in DeepXDE).
+
+    Example::
+
+        model = MLP([2, 50, 50, 50, 50, 1], activation="tanh")
+    """
+
+    def __init__(self, widths, activation="tanh", seed=None, dtype=None):
+        super().__init__()
+        if not isinstance(widths, (list, tuple)) or len(widths) < 2 or any(int(w) < 1 for w in widths):
+            raise KanpinnError(f"MLP widths must be a list of >= 2 positive sizes, got {widths!r}")
+        if activation not in ACTIVATIONS:
+            raise KanpinnError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        self.widths = [int(w) for w in widths]
+        self.activation = activation
+        gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        dtype = dtype or torch.get_default_dtype()
+        self.linears = nn.ModuleList()
+        for a, b in zip(self.widths[:-1], self.widths[1:]):
+            lin = nn.Linear(a, b, dtype=dtype)
+            with torch.no_grad():
+                std = (2.0 / (a + b)) ** 0.5
+                lin.weight.copy_(torch.randn(b, a, generator=gen, dtype=dtype) * std)
+                lin.bias.zero_()
+            self.linears.append(lin)
+
+    @property
+    def width_in(self):
+        return self.widths[0]
+
+    @property
+    def width_out(self):
+        return self.widths[-1]
+
+    def config(self):
+        return {"type": "MLP", "widths": self.widths, "activation": self.activation}
+
+    def _check_input(self, x):
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != self.width_in:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise KanpinnError(f"MLP expects input of shape (N, {self.width_in}), got {shape}")
+
+    def forward(self, x):
+        self._check_input(x)
+        act = ACTIVATIONS[self.activation]
+        for lin in self.linears[:-1]:
+            x = act(lin(x), 0)[0]
+        return self.linears[-1](x)
+
+    def forward_jet(self, x, order=2):
+        """Value, gradient (N, m, d) and Hessian diagonal (N, m, d) w.r.t. x."""
+        self._check_input(x)
+        act = ACTIVATIONS[self.activation]
+        g, h = jets.identity_jet(x, order)
+        y = x
+        for li, lin in enumerate(self.linears):
+            W = lin.weight
+            y = lin(y)
+            g = torch.matmul(W, g)
+            h = None if h is None else torch.matmul(W, h)
+            if li < len(self.linears) - 1:
+                vals = act(y, max(order, 1))
+                y, g, h = jets.compose_elementwise(vals[0], vals[1], vals[2] if h is not None else None, g, h)
+        return y, g, h
+
+    @property
+    def n_parameters(self):
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
