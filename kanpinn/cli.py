@@ -1,0 +1,266 @@
+"""The ``kanpinn`` command line.
+
+    kanpinn solve PROBLEM.py [--solver SOLVER.toml] [--out RUN.h5] [--set key=value ...] [--force]
+    kanpinn compare PROBLEM.py SOLVER.toml SOLVER.toml ... [--out DIR] [--set key=value ...]
+    kanpinn plot RUN.h5 [--out DIR]
+    kanpinn symbolify RUN.h5
+    kanpinn bench [--quick]
+
+A solver is a TOML file or the name of a shipped preset (kan, mlp, kan_multkan,
+kan_chebyshev); ``--set`` overrides its options (``steps=200``, ``grids=[5,10]``) or model
+keys (``model.grid=3``), values read as TOML literals. Bad input prints one line to stderr
+and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from .errors import KanpinnError
+
+__all__ = ["main"]
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _fail(msg, code=2):
+    print(f"kanpinn: error: {msg}", file=sys.stderr)
+    return code
+
+
+def _unique_path(path, force):
+    """path itself when free (or force), else the first free ``stem-1.ext``, ``stem-2.ext``."""
+    if force or not os.path.exists(path):
+        return path
+    root, ext = os.path.splitext(path)
+    i = 1
+    while os.path.exists(f"{root}-{i}{ext}"):
+        i += 1
+    return f"{root}-{i}{ext}"
+
+
+def _fmt(v, spec=".3e"):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return format(v, spec)
+    return str(v)
+
+
+def _solve_one(problem, solver, assignments, quiet_progress=True):
+    """Run one solver preset on a problem: (result, solver name, elapsed seconds)."""
+    from .presets import apply_overrides, read_solver, solver_from_dict
+    try:
+        from .solver import solve
+    except ImportError as e:
+        raise KanpinnError(f"the solver is not available in this installation ({e})") from None
+    data = apply_overrides(read_solver(solver), assignments, source=f"{solver} with --set")
+    factory, options = solver_from_dict(data, source=str(solver))
+    n_out = problem.n_outputs or 1
+    model = factory(problem.domain.dim, n_out)
+    if "progress" not in options:
+        options["progress"] = (not quiet_progress) and sys.stderr.isatty()
+    t0 = time.perf_counter()
+    result = solve(problem, model, **options)
+    return result, data.get("name") or "solver", time.perf_counter() - t0
+
+
+def _report(result):
+    m = result.metrics
+    parts = []
+    for key, label in (("l2_relative", "relative L2 error"), ("max_abs", "max abs error"), ("loss", "final loss")):
+        if isinstance(m.get(key), (int, float)):
+            parts.append(f"{label}: {m[key]:.4e}")
+    if isinstance(m.get("wall_time"), (int, float)):
+        parts.append(f"time: {m['wall_time']:.1f} s")
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- commands
+
+def _cmd_solve(args):
+    from .problem_file import load_problem
+    problem = load_problem(args.problem)
+    result, _, _ = _solve_one(problem, args.solver, args.set, quiet_progress=False)
+    l2 = result.metrics.get("l2_relative")
+    if isinstance(l2, (int, float)):
+        print(f"relative L2 error: {l2:.4e}")
+    print(_report(result))
+    if "parameters" in result.metrics:
+        for k, v in result.metrics["parameters"].items():
+            print(f"parameter {k} = {v:.6g}")
+    want = args.out or f"{problem.name}.h5"
+    out = _unique_path(want, args.force)
+    if out != want:
+        print(f"{want} exists; writing {out} instead (use --force to overwrite)")
+    result.save(out)
+    png = os.path.splitext(out)[0] + ".png"
+    _close(result.plot(png))
+    print(f"wrote {out} and {png}")
+    return 0
+
+
+def _close(fig):
+    try:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _cmd_compare(args):
+    from .plotting import plot_compare
+    from .problem_file import load_problem
+    problem = load_problem(args.problem)
+    out_dir = args.out or f"{problem.name}-compare"
+    os.makedirs(out_dir, exist_ok=True)
+    results, rows = {}, []
+    for solver in args.solvers:
+        result, name, elapsed = _solve_one(problem, solver, args.set)
+        base = name
+        i = 2
+        while name in results:
+            name = f"{base}-{i}"
+            i += 1
+        results[name] = result
+        m = result.metrics
+        flops = getattr(result.model, "flops_per_point", None)
+        try:
+            flops = int(flops()) if callable(flops) else None
+        except Exception:  # noqa: BLE001 - a model that cannot count: leave blank
+            flops = None
+        from .models import count_parameters
+        rows.append([name, _fmt(m.get("l2_relative")), _fmt(m.get("max_abs")),
+                     _fmt(float(m.get("wall_time", elapsed)), ".1f"),
+                     str(m.get("n_parameters", count_parameters(result.model))), _fmt(flops)])
+        path = _unique_path(os.path.join(out_dir, f"{problem.name}-{name}.h5"), args.force)
+        result.save(path)
+        _close(result.plot(os.path.splitext(path)[0] + ".png"))
+        print(f"{name}: {_report(result)}", flush=True)
+    header = ["solver", "rel. L2", "max abs err", "wall time s", "parameters", "FLOPs/point"]
+    widths = [max(len(r[j]) for r in rows + [header]) for j in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    table = "\n".join(lines)
+    print(table)
+    with open(os.path.join(out_dir, "table.txt"), "w") as f:
+        f.write(f"{problem.name}\n{table}\n")
+    png = os.path.join(out_dir, "compare.png")
+    _close(plot_compare(results, png))
+    print(f"wrote results, plots and table.txt into {out_dir}")
+    return 0
+
+
+def _cmd_plot(args):
+    from .plotting import plot_kan
+    from .result import load
+    result = load(args.run)
+    out_dir = args.out or os.path.dirname(os.path.abspath(args.run))
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(args.run))[0]
+    written = [os.path.join(out_dir, f"{stem}.png")]
+    _close(result.plot(written[0]))
+    if hasattr(result.model, "layers") and hasattr(result.model, "layer_inputs"):
+        written.append(os.path.join(out_dir, f"{stem}_kan.png"))
+        x = result.test_x
+        if x is not None and x.shape[0] > 4096:
+            x = x[:: max(1, x.shape[0] // 4096)]
+        _close(plot_kan(result.model, x, written[-1], in_vars=result.variables))
+    print("wrote " + ", ".join(written))
+    return 0
+
+
+def _cmd_symbolify(args):
+    from .result import load
+    try:
+        from .symbolic import symbolify
+    except ImportError:
+        return _fail("symbolic recovery is not available in this installation "
+                     "(kanpinn.symbolic.symbolify is missing)", 1)
+    result = load(args.run)
+    kwargs = {}
+    if result.variables:
+        kwargs["variables"] = list(result.variables)
+    if args.allow_numeric:
+        kwargs["allow_numeric"] = True
+    expr = symbolify(result, **kwargs)
+    print(expr)
+    return 0
+
+
+def _cmd_bench(args):
+    try:
+        from .bench import run
+    except ImportError:
+        return _fail("the benchmark suite is not available in this installation "
+                     "(kanpinn.bench.run is missing)", 1)
+    out = run(args.quick)
+    if isinstance(out, str):
+        print(out)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+def _parser():
+    p = argparse.ArgumentParser(prog="kanpinn", description="Solve PDEs with physics-informed KANs.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("solve", help="solve a problem file with a solver preset")
+    s.add_argument("problem", help="Python file defining `problem`")
+    s.add_argument("--solver", default="kan", help="solver TOML file or preset name (default: kan)")
+    s.add_argument("--out", help="result file (default: <problem-name>.h5 in the current folder)")
+    s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override solve options (steps=200, grids=[5,10]) or model keys (model.grid=3)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing result file")
+    s.set_defaults(func=_cmd_solve)
+
+    c = sub.add_parser("compare", help="run several solvers on one problem: table and plots")
+    c.add_argument("problem")
+    c.add_argument("solvers", nargs="+", help="solver TOML files or preset names")
+    c.add_argument("--out", help="output folder (default: <problem-name>-compare)")
+    c.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override options of every solver")
+    c.add_argument("--force", action="store_true", help="overwrite existing result files")
+    c.set_defaults(func=_cmd_compare)
+
+    pl = sub.add_parser("plot", help="plot a result file (solution, error, history, KAN diagram)")
+    pl.add_argument("run")
+    pl.add_argument("--out", help="output folder (default: the result file's folder)")
+    pl.set_defaults(func=_cmd_plot)
+
+    sy = sub.add_parser("symbolify", help="print the closed-form formula of a KAN result")
+    sy.add_argument("run")
+    sy.add_argument("--allow-numeric", action="store_true", help="keep edges no library function fits as numbers")
+    sy.set_defaults(func=_cmd_symbolify)
+
+    b = sub.add_parser("bench", help="run the benchmark suite (problems x solvers)")
+    b.add_argument("--quick", action="store_true", help="a short version")
+    b.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``kanpinn`` console script; returns the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:           # argparse already printed its message
+        return int(e.code or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KanpinnError as e:
+        return _fail(" ".join(str(e).split()) or type(e).__name__)
+    except (OSError, UnicodeDecodeError) as e:
+        return _fail(f"{type(e).__name__}: {e}")
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
