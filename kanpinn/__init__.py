@@ -1,12 +1,34 @@
 """kanpinn: physics-informed Kolmogorov-Arnold Networks that solve PDEs and read the
 solution back as a closed-form formula.
 
-    import kanpinn as kp
-    model = kp.KAN([2, 10, 1], grid=5, k=3)
+Example::
+
+    import torch, kanpinn as kp
+    domain = kp.Rectangle([-1, -1], [1, 1])
+    problem = kp.Problem(domain, lambda x, u: kp.laplacian(u, x) + 1.0, [kp.Dirichlet(0.0)])
+    result = kp.solve(problem, kp.KAN([2, 10, 1]), grids=[5, 10], steps=50)
+
+The public names are fixed in the API contract (shared/API.md).
 """
 from .errors import KanpinnError
+from .domains import Box, Disk, Interval, Rectangle, SpaceTime
+from .conditions import Data, Dirichlet, Initial, Neumann, Periodic, Robin
+from .operators import div, grad, laplacian, partial
+from .problem import Problem
 from .kan import KAN
 from .mlp import MLP
-from .operators import grad, partial, laplacian, div
+from .solver import solve
+from .result import Result, load
+
+
+def symbolify(result_or_model, library=None, variables=None, **options):
+    """Closed-form sympy expression of a trained KAN (see ``kanpinn.symbolic``)."""
+    from .symbolic import symbolify as _symbolify
+    return _symbolify(result_or_model, library=library, variables=variables, **options)
+
 
 __version__ = "0.1.0"
+
+__all__ = ["Interval", "Rectangle", "Box", "Disk", "SpaceTime", "Dirichlet", "Neumann", "Robin",
+           "Periodic", "Initial", "Data", "grad", "partial", "laplacian", "div", "Problem", "KAN",
+           "MLP", "solve", "Result", "load", "symbolify", "KanpinnError"]

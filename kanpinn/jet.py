@@ -11,12 +11,34 @@ backward pass, where nested autograd needs a double backward through every layer
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
-__all__ = ["Jet", "attach", "lookup", "evaluate", "supports_jet"]
+__all__ = ["Jet", "attach", "lookup", "evaluate", "supports_jet", "recording", "record"]
+
+# While a ``recording()`` block is active, layers append what they computed in jet mode,
+# so the solver can form per-point parameter Jacobians from one backward pass
+# (kanpinn.solver.jacobian). None when not recording: the hot path pays one check.
+_RECORDS = None
+
+
+@contextmanager
+def recording():
+    """Collect layer records of every jet evaluation inside the block (a list)."""
+    global _RECORDS
+    saved, _RECORDS = _RECORDS, []
+    try:
+        yield _RECORDS
+    finally:
+        _RECORDS = saved
+
+
+def record(kind: str, module, **tensors):
+    if _RECORDS is not None:
+        _RECORDS.append((kind, module, tensors))
 
 _ATTR = "_kanpinn_jet"
 

@@ -7,6 +7,7 @@ nodes; each multiplication node is the product of two sub-nodes fed by the layer
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -172,8 +173,8 @@ class KAN(nn.Module):
     def set_input_range(self, lo, hi):
         """Place the first layer's grid on the box [lo, hi] (the PDE domain)."""
         layer = self.layers[0]
-        lo = torch.as_tensor(lo, dtype=layer.coef.dtype, device=layer.coef.device)
-        hi = torch.as_tensor(hi, dtype=layer.coef.dtype, device=layer.coef.device)
+        lo = torch.tensor(np.array(lo, dtype=np.float64), dtype=layer.coef.dtype, device=layer.coef.device)
+        hi = torch.tensor(np.array(hi, dtype=np.float64), dtype=layer.coef.dtype, device=layer.coef.device)
         corners = torch.stack([lo, hi])
         with torch.no_grad():
             layer.refit(layer.basis.adapted(corners, 1.0), None)

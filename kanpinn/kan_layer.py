@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import jet as jets
 from .bases import make_basis
 from .bsplines import scatter_dense
 from .errors import KanpinnError
@@ -100,7 +101,10 @@ class KANLayer(nn.Module):
         """x: (N, in_dim) -> (N, out_dim)."""
         first, (b,) = self.basis.evaluate(x, 0)
         c, wb = self._weights()
-        y = self._contract(first, b[None], c)[0] + F.silu(x) @ wb
+        B, S = b[None], F.silu(x)[None]
+        out = self._contract(first, B, c) + (S[0] @ wb)[None]
+        jets.record("kan", self, first=first, B=B, S=S, out=out)
+        y = out[0]
         return self._add_symbolic(x, None, None, y, None, None)[0]
 
     def forward_jet(self, x, g, h):
@@ -124,6 +128,7 @@ class KANLayer(nn.Module):
         J = B.shape[0]
         c, wb = self._weights()
         out = self._contract(first, B, c) + (S.reshape(J * n, -1) @ wb).reshape(J, n, self.out_dim)
+        jets.record("kan", self, first=first, B=B, S=S, out=out)
         y = out[0]
         gy = out[1:1 + d].permute(1, 2, 0)
         hy = out[1 + d:].permute(1, 2, 0) if order == 2 else None
@@ -148,10 +153,12 @@ class KANLayer(nn.Module):
         if not (0 <= i < self.in_dim and 0 <= o < self.out_dim):
             raise KanpinnError(f"edge ({i}, {o}) does not exist in a {self.in_dim}->{self.out_dim} layer")
         self.mask[i, o] = 0.0
-        self.symbolic[f"{i}_{o}"] = formula.to(self.coef.device)
+        self.symbolic[f"{i}_{o}"] = formula.to(device=self.coef.device, dtype=self.coef.dtype)
 
     def unfix_symbolic(self, i: int, o: int):
-        self.symbolic.pop(f"{i}_{o}", None)
+        key = f"{i}_{o}"
+        if key in self.symbolic:
+            del self.symbolic[key]
         self.mask[i, o] = 1.0
 
     # ------------------------------------------------------------------ edges

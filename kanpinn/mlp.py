@@ -93,24 +93,37 @@ class MLP(nn.Module):
     def forward(self, x):
         self._check_input(x)
         act = ACTIVATIONS[self.activation]
-        for lin in self.linears[:-1]:
-            x = act(lin(x), 0)[0]
-        return self.linears[-1](x)
+        for li, lin in enumerate(self.linears):
+            out = lin(x)[None]
+            jets.record("linear", lin, inp=x[None], out=out)
+            x = out[0] if li == len(self.linears) - 1 else act(out[0], 0)[0]
+        return x
 
     def forward_jet(self, x, order=2):
         """Value, gradient (N, m, d) and Hessian diagonal (N, m, d) w.r.t. x."""
         self._check_input(x)
         act = ACTIVATIONS[self.activation]
         g, h = jets.identity_jet(x, order)
-        y = x
+        d = x.shape[1]
+        # rows [value; d gradient rows; d curvature rows] share each weight matrix
+        rows = [x[None], g.permute(2, 0, 1)] + ([h.permute(2, 0, 1)] if h is not None else [])
+        Y = torch.cat(rows, 0)                                   # (J, N, width)
         for li, lin in enumerate(self.linears):
-            W = lin.weight
-            y = lin(y)
-            g = torch.matmul(W, g)
-            h = None if h is None else torch.matmul(W, h)
-            if li < len(self.linears) - 1:
-                vals = act(y, max(order, 1))
-                y, g, h = jets.compose_elementwise(vals[0], vals[1], vals[2] if h is not None else None, g, h)
+            out = torch.matmul(Y, lin.weight.T)
+            out = torch.cat([out[:1] + lin.bias, out[1:]], 0)
+            jets.record("linear", lin, inp=Y, out=out)
+            if li == len(self.linears) - 1:
+                Y = out
+                break
+            vals = act(out[0], max(order, 1))
+            gz = vals[1] * out[1:1 + d]
+            parts = [vals[0][None], gz]
+            if h is not None:
+                parts.append(vals[2] * out[1:1 + d] ** 2 + vals[1] * out[1 + d:])
+            Y = torch.cat(parts, 0)
+        y = Y[0]
+        g = Y[1:1 + d].permute(1, 2, 0)
+        h = Y[1 + d:].permute(1, 2, 0) if h is not None else None
         return y, g, h
 
     @property

@@ -15,13 +15,15 @@ from .jet import lookup
 __all__ = ["grad", "partial", "laplacian", "div"]
 
 
-def _check(u: torch.Tensor, x: torch.Tensor, name: str):
+def _check(u: torch.Tensor, x: torch.Tensor, name: str, one_column=True):
     if not isinstance(u, torch.Tensor) or not isinstance(x, torch.Tensor):
         raise KanpinnError(f"{name}(u, x) takes tensors, got {type(u).__name__} and {type(x).__name__}")
     if x.dim() != 2:
         raise KanpinnError(f"{name}: x must be (N, d), got shape {tuple(x.shape)}")
     if u.dim() != 2 or u.shape[0] != x.shape[0]:
         raise KanpinnError(f"{name}: u must be (N, 1) with N = {x.shape[0]}, got shape {tuple(u.shape)}")
+    if one_column and u.shape[1] != 1:
+        raise KanpinnError(f"{name}: u must have one column, got {u.shape[1]}; pass u[:, i:i+1]")
 
 
 def _autograd(y: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -37,8 +39,6 @@ def _autograd(y: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
 def grad(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Gradient of a scalar field. u: (N, 1), x: (N, d) -> (N, d)."""
     _check(u, x, "grad")
-    if u.shape[1] != 1:
-        raise KanpinnError(f"grad: u must have one column, got {u.shape[1]}; pass u[:, i:i+1]")
     jet = lookup(u, x)
     if jet is not None:
         return jet.du[:, 0, :]

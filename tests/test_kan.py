@@ -517,9 +517,6 @@ def test_operators_shape_errors():
         kp.grad((xd ** 2).sum(1, keepdim=True) * torch.ones(10, 1, requires_grad=True), xd)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: laplacian/partial of a multi-column u with an "
-                   "attached jet silently return column 0's derivatives instead of raising "
-                   "(the autograd fallback raises 'u must have one column')")
 def test_laplacian_of_multi_column_jet_output_raises():
     model = make_kan((2, 3, 2), seed=38)
     x = rand(10, 2, seed=39).requires_grad_(True)
@@ -528,9 +525,6 @@ def test_laplacian_of_multi_column_jet_output_raises():
         kp.laplacian(u, x)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="core bug: KANLayer.unfix_symbolic calls nn.ModuleDict.pop(key, None), "
-                   "but ModuleDict.pop takes only the key, so it always raises TypeError")
 def test_unfix_symbolic_restores_spline_edge():
     model = make_kan((2, 1), seed=40)
     x = rand(20, 2, seed=41)

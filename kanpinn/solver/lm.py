@@ -1,0 +1,132 @@
+"""Levenberg-Marquardt on the PINN residual vector, with the structured Jacobian.
+
+Each iteration forms J (M x P) from one backward pass (``jacobian.layer_jacobian``),
+solves (JᵀJ + λ·diag(JᵀJ)) δ = -Jᵀr in float64 by Cholesky, and accepts the step when
+the loss falls, updating λ by Nielsen's rule from the ratio of actual to predicted
+decrease. Small PINNs (hundreds to a few thousand parameters) converge in far fewer
+iterations than with L-BFGS, and a rejected step costs one forward evaluation.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import jet
+from .jacobian import NotPointwise, layer_jacobian
+from .loss import PINNLoss
+
+__all__ = ["LevenbergMarquardt"]
+
+
+class LevenbergMarquardt:
+    def __init__(self, loss: PINNLoss, params, inverse=(), lam=1e-3, max_param_count=8000):
+        self.loss_fn, self.params, self.inverse = loss, list(params), list(inverse)
+        self.lam, self.nu = float(lam), 2.0
+        n = sum(p.numel() for p in self.params + self.inverse)
+        if n > max_param_count:
+            raise NotPointwise(f"{n} parameters is too many for Levenberg-Marquardt (limit {max_param_count})")
+        self.checked = False
+
+    # ------------------------------------------------------------------ pieces
+    def _vector(self):
+        """Scaled residual vector under no_grad (for trial steps)."""
+        with torch.no_grad():
+            return torch.cat(PINNLoss.scaled(self.loss_fn.blocks()))
+
+    def _jacobian(self):
+        with jet.recording() as recs:
+            blocks = self.loss_fn.blocks()
+        scaled = PINNLoss.scaled(blocks)
+        rows = []
+        with torch.enable_grad():
+            for i, b in enumerate(scaled):
+                rows.append(layer_jacobian(b, recs, self.params, retain_graph=i < len(scaled) - 1))
+        J = rows[0] if len(rows) == 1 else torch.cat(rows, 0)
+        r = torch.cat([b.detach() for b in scaled])
+        if self.inverse:
+            J = torch.cat([J, self._inverse_columns(r)], 1)
+        return J.detach(), r, {name: float((w * (rb.detach() ** 2).mean())) for (name, w, rb) in blocks}
+
+    def _inverse_columns(self, r):
+        """Columns for the problem's unknown coefficients by central differences."""
+        cols = []
+        with torch.no_grad():
+            for p in self.inverse:
+                eps = 1e-6 * (1.0 + float(p.abs()))
+                p.add_(eps)
+                plus = self._vector()
+                p.sub_(2 * eps)
+                minus = self._vector()
+                p.add_(eps)
+                cols.append(((plus - minus) / (2 * eps))[:, None])
+        return torch.cat(cols, 1)
+
+    def _apply(self, delta, sign=1.0):
+        with torch.no_grad():
+            o = 0
+            for p in self.params + self.inverse:
+                n = p.numel()
+                p.add_(sign * delta[o:o + n].view_as(p).to(p.dtype))
+                o += n
+
+    def _check(self, J, r):
+        """Once: J·v must match a finite difference of r along v (pointwise residuals)."""
+        g = torch.Generator(device="cpu").manual_seed(0)
+        v = torch.randn(J.shape[1], generator=g, dtype=torch.float64).to(J.device)
+        v = v / v.norm()
+        eps = 1e-6 if J.dtype == torch.float64 else 1e-2
+        self._apply(v * eps)
+        plus = self._vector()
+        self._apply(v * eps, -1.0)
+        self._apply(v * eps, -1.0)
+        minus = self._vector()
+        self._apply(v * eps)
+        fd = (plus - minus).double() / (2 * eps)
+        jv = J.double() @ v
+        err = float((fd - jv).norm() / fd.norm().clamp_min(1e-30))
+        tol = 1e-4 if J.dtype == torch.float64 else 5e-2
+        if not err < tol:
+            raise NotPointwise(f"structured Jacobian does not match finite differences (rel. error {err:.2e}): "
+                               "the residual couples points or uses derivatives outside the jets")
+        self.checked = True
+
+    # ------------------------------------------------------------------ iteration
+    def step(self):
+        """One LM iteration. Returns (loss, {term: loss}, accepted)."""
+        J, r, parts = self._jacobian()
+        if not self.checked:
+            self._check(J, r)
+        loss0 = float(r.double() @ r.double())
+        Jd = J.double()
+        A = Jd.T @ Jd
+        g = Jd.T @ r.double()
+        diag = A.diagonal().clamp_min(1e-12 * float(A.diagonal().max().clamp_min(1e-300)))
+        eye = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
+        for _ in range(30):
+            M = A + self.lam * torch.diag(diag) + 1e-14 * float(diag.max()) * eye
+            L, info = torch.linalg.cholesky_ex(M)
+            if int(info) != 0:
+                self.lam *= 10.0
+                continue
+            delta = -torch.cholesky_solve(g[:, None], L)[:, 0]
+            predicted = float(-2.0 * (delta @ g) - delta @ (A @ delta))
+            self._apply(delta)
+            r_new = self._vector().double()
+            loss_new = float(r_new @ r_new)
+            rho = (loss0 - loss_new) / predicted if predicted > 0 else -1.0
+            if loss_new == loss_new and rho > 0 and loss_new < loss0:
+                self.lam *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+                self.lam = max(self.lam, 1e-15)
+                self.nu = 2.0
+                return loss_new, parts, True
+            self._apply(delta, -1.0)
+            self.lam *= self.nu
+            self.nu *= 2.0
+            if self.lam > 1e16:
+                break
+        return loss0, parts, False
+
+    def state(self):
+        return {"lam": self.lam, "nu": self.nu}
+
+    def load_state(self, s):
+        self.lam, self.nu = float(s["lam"]), float(s["nu"])

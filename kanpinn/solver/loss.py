@@ -1,0 +1,105 @@
+"""The PINN loss: collocation points, residual blocks and their weights.
+
+The loss is Σ_b w_b · mean(r_b²) over blocks b: each column of each residual term on the
+interior points, and each column of each condition's misfit on its points. As a vector,
+``residual_vector`` returns the rows sqrt(w_b / M_b) · r_b stacked, whose squared norm is
+the loss: the form a Gauss-Newton / Levenberg-Marquardt optimiser works on.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import jet
+from ..errors import KanpinnError
+
+__all__ = ["Collocation", "PINNLoss"]
+
+
+class Collocation:
+    """Collocation points of a problem: interior (N, d) and each condition's point dict.
+
+    Sampling seeds are derived from (seed, round) so a run resumed from a checkpoint draws
+    the same points as an unbroken one."""
+
+    def __init__(self, problem, n_interior, n_boundary, sampler, seed, dtype, device):
+        for name, v in (("n_interior", n_interior), ("n_boundary", n_boundary)):
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise KanpinnError(f"{name} must be a positive integer, got {v!r}")
+        self.problem, self.n_interior, self.n_boundary = problem, int(n_interior), int(n_boundary)
+        self.sampler, self.seed, self.dtype, self.device = sampler, seed, dtype, device
+        self.round = 0
+        self.sample(0)
+
+    def _tensor(self, a, grad=False):
+        t = torch.as_tensor(np.asarray(a), dtype=self.dtype, device=self.device)
+        return t.requires_grad_(grad) if grad else t
+
+    def _seed(self, salt):
+        base = 0 if self.seed is None else int(self.seed)
+        return int(np.random.SeedSequence([base, self.round, salt]).generate_state(1)[0])
+
+    def sample(self, rnd, interior=None):
+        """Draw the points of round ``rnd`` (or use the given interior points)."""
+        self.round = rnd
+        # a "grid" sampler gives the same points every round; others draw fresh ones
+        method = self.sampler
+        if interior is None:
+            interior = self.problem.domain.sample_interior(self.n_interior, method, seed=self._seed(0))
+        self.interior = self._tensor(interior, grad=True)
+        self.conditions = []
+        for i, cond in enumerate(self.problem.conditions):
+            pts = cond.sample(self.problem.domain, self.n_boundary, method, seed=self._seed(i + 1))
+            self.conditions.append({k: self._tensor(v, grad=(k.startswith("x"))) for k, v in pts.items()})
+
+    def state(self) -> dict:
+        return {"round": self.round, "interior": self.interior.detach().cpu().numpy()}
+
+
+class PINNLoss:
+    """Evaluates the weighted residual blocks of ``problem`` for ``model``."""
+
+    def __init__(self, problem, model, colloc: Collocation, params: dict, weights=None):
+        self.problem, self.model, self.colloc, self.params = problem, model, colloc, params
+        self.names = None
+        self.pde_weight = 1.0 if weights is None else float(weights.get("pde", 1.0))
+        self.weights = weights or {}
+
+    def _u_fn(self, order):
+        return lambda x: jet.evaluate(self.model, x, order)
+
+    def blocks(self):
+        """List of (name, weight, raw rows (M,)). Raw: unweighted residual values."""
+        p = self.problem
+        x = self.colloc.interior
+        u = jet.evaluate(self.model, x, 2)
+        out = []
+        terms = p.residual_terms(x, u, self.params if p.parameters else None)
+        for ti, t in enumerate(terms):
+            for c in range(t.shape[1]):
+                name = "pde" if len(terms) == 1 and t.shape[1] == 1 else f"pde_{ti}_{c}"
+                out.append((name, self.pde_weight, t[:, c]))
+        for cname, cond, pts in zip(p.condition_names, p.conditions, self.colloc.conditions):
+            mis = cond.misfit(self._u_fn(max(cond.jet_order, 0)), pts)
+            if mis.dim() != 2:
+                raise KanpinnError(f"condition {cname} returned a misfit of shape {tuple(mis.shape)}")
+            w = float(self.weights.get(cname, cond.weight))
+            for c in range(mis.shape[1]):
+                out.append((cname if mis.shape[1] == 1 else f"{cname}_{c}", w, mis[:, c]))
+        return out
+
+    @staticmethod
+    def scaled(blocks):
+        """Rows sqrt(w/M)·r of every block, each (M_b,)."""
+        return [r * (w / r.shape[0]) ** 0.5 for _, w, r in blocks]
+
+    def loss(self):
+        """(total loss tensor, {term: float})."""
+        blocks = self.blocks()
+        parts = {}
+        total = 0.0
+        for name, w, r in blocks:
+            term = (r * r).mean()
+            parts[name] = term
+            total = total + w * term
+        return total, parts
