@@ -112,6 +112,19 @@ def _close(fig):
         pass
 
 
+def _flops(model):
+    """Forward FLOPs per point: the model's own ``flops_per_point()``, else kan_tools'
+    count for KAN/MLP, else None (shown as "-")."""
+    try:
+        method = getattr(model, "flops_per_point", None)
+        if callable(method):
+            return int(method())
+        from .kan_tools import flops_per_point
+        return int(flops_per_point(model))
+    except Exception:  # noqa: BLE001 - a model that cannot count: leave blank
+        return None
+
+
 def _cmd_compare(args):
     from .plotting import plot_compare
     from .problem_file import load_problem
@@ -128,11 +141,7 @@ def _cmd_compare(args):
             i += 1
         results[name] = result
         m = result.metrics
-        flops = getattr(result.model, "flops_per_point", None)
-        try:
-            flops = int(flops()) if callable(flops) else None
-        except Exception:  # noqa: BLE001 - a model that cannot count: leave blank
-            flops = None
+        flops = _flops(result.model)
         from .models import count_parameters
         rows.append([name, _fmt(m.get("l2_relative")), _fmt(m.get("max_abs")),
                      _fmt(float(m.get("wall_time", elapsed)), ".1f"),

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-import kanpinn as kp
 from kanpinn.cli import main
 from kanpinn.domains import Rectangle
 from kanpinn.errors import KanpinnError
@@ -28,14 +27,6 @@ pi = torch.pi
 problem = Problem(Interval(-1.0, 1.0), lambda x, u: laplacian(u, x) + pi**2 * torch.sin(pi * x),
                   conditions=[Dirichlet(0.0)], exact=lambda x: torch.sin(pi * x))
 '''
-
-
-def _solver_available():
-    try:
-        from kanpinn.solver import solve  # noqa: F401
-        return True
-    except ImportError:
-        return False
 
 
 @pytest.fixture
@@ -96,8 +87,6 @@ def test_problem_file_errors(tmp_path):
     assert load_problem(good).name == "tiny_one"                     # name from the file
 
 
-@pytest.mark.skipif(not hasattr(kp, "Problem") or not hasattr(kp, "SpaceTime"),
-                    reason="kanpinn/__init__.py does not export the problem API yet")
 @pytest.mark.parametrize("path", PROBLEM_FILES, ids=os.path.basename)
 def test_shipped_problem_files_have_exact_solutions(path):
     mod = load_problem_module(path)
@@ -112,7 +101,6 @@ def test_shipped_problem_files_have_exact_solutions(path):
         assert float(c.misfit(p.exact, pts).detach().abs().max()) < 1e-9
 
 
-@pytest.mark.skipif(not _solver_available(), reason="kanpinn.solver.solve is not available yet")
 def test_solve_command_tiny_budget(tmp_path, capsys, monkeypatch):
     prob = tmp_path / "tiny.py"
     prob.write_text(TINY_PROBLEM)
@@ -129,6 +117,20 @@ def test_solve_command_tiny_budget(tmp_path, capsys, monkeypatch):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "tiny-1.h5" in out and (tmp_path / "tiny-1.h5").exists()
-    assert main(args + ["--force"]) == 0
-    assert not (tmp_path / "tiny-2.h5").exists()
-    assert main(["plot", "tiny.h5"]) == 0
+    # compare: table with one row per solver, result files and plots in the folder
+    assert main(["compare", str(prob), "kan", "--out", "cmp", "--set", "steps=3", "grids=[3]", "n_interior=64",
+                 "n_boundary=2", "progress=false", "model.widths=[1, 2, 1]"]) == 0
+    out = capsys.readouterr().out
+    assert "rel. L2" in out and "FLOPs/point" in out and "kan" in out
+    assert {"compare.png", "table.txt", "tiny-kan.h5", "tiny-kan.png"} <= set(os.listdir(tmp_path / "cmp"))
+
+
+def test_unique_names(tmp_path):
+    from kanpinn.cli import _unique_path
+    p = tmp_path / "a.h5"
+    assert _unique_path(str(p), False) == str(p)
+    p.write_text("x")
+    assert _unique_path(str(p), False) == str(tmp_path / "a-1.h5")
+    assert _unique_path(str(p), True) == str(p)
+    (tmp_path / "a-1.h5").write_text("x")
+    assert _unique_path(str(p), False) == str(tmp_path / "a-2.h5")

@@ -1,6 +1,5 @@
 """Result files: save/load round trips, validation of broken files, no pickle."""
 import json
-import os
 
 import h5py
 import numpy as np
