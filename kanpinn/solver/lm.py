@@ -51,12 +51,13 @@ class LevenbergMarquardt:
         cols = []
         with torch.no_grad():
             for p in self.inverse:
+                saved = p.detach().clone()
                 eps = 1e-6 * (1.0 + float(p.abs()))
                 p.add_(eps)
                 plus = self._vector()
-                p.sub_(2 * eps)
+                p.copy_(saved - eps)
                 minus = self._vector()
-                p.add_(eps)
+                p.copy_(saved)          # exact restore keeps runs repeatable bit for bit
                 cols.append(((plus - minus) / (2 * eps))[:, None])
         return torch.cat(cols, 1)
 
@@ -74,12 +75,15 @@ class LevenbergMarquardt:
         v = torch.randn(J.shape[1], generator=g, dtype=torch.float64).to(J.device)
         v = v / v.norm()
         eps = 1e-6 if J.dtype == torch.float64 else 1e-2
+        saved = [p.detach().clone() for p in self.params + self.inverse]
         self._apply(v * eps)
         plus = self._vector()
         self._apply(v * eps, -1.0)
         self._apply(v * eps, -1.0)
         minus = self._vector()
-        self._apply(v * eps)
+        with torch.no_grad():                   # exact restore: no drift from +eps-eps
+            for p, s in zip(self.params + self.inverse, saved):
+                p.copy_(s)
         fd = (plus - minus).double() / (2 * eps)
         jv = J.double() @ v
         err = float((fd - jv).norm() / fd.norm().clamp_min(1e-30))
@@ -101,6 +105,7 @@ class LevenbergMarquardt:
         g = Jd.T @ r.double()
         diag = A.diagonal().clamp_min(1e-12 * float(A.diagonal().max().clamp_min(1e-300)))
         eye = torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
+        saved = [p.detach().clone() for p in self.params + self.inverse]
         for _ in range(30):
             M = A + self.lam * torch.diag(diag) + 1e-14 * float(diag.max()) * eye
             L, info = torch.linalg.cholesky_ex(M)
@@ -118,7 +123,9 @@ class LevenbergMarquardt:
                 self.lam = max(self.lam, 1e-15)
                 self.nu = 2.0
                 return loss_new, parts, True
-            self._apply(delta, -1.0)
+            with torch.no_grad():
+                for p, s in zip(self.params + self.inverse, saved):
+                    p.copy_(s)
             self.lam *= self.nu
             self.nu *= 2.0
             if self.lam > 1e16:
