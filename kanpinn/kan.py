@@ -68,6 +68,13 @@ class KAN(nn.Module):
                                    dtype=dtype, generator=gen))
         self.layers = nn.ModuleList(layers)
 
+    def reset_parameters(self, seed=None):
+        """Re-draw every layer's initialisation (grids are kept)."""
+        gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        for layer in self.layers:
+            layer.reset_parameters(gen)
+        return self
+
     # ------------------------------------------------------------------ structure
     @property
     def width_in(self) -> int:

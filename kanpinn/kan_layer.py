@@ -54,12 +54,23 @@ class KANLayer(nn.Module):
         self.in_dim, self.out_dim = in_dim, out_dim
         self.basis = make_basis(basis, in_dim, grid, k, grid_range, dtype)
         nb = self.basis.size
-        std_b = math.sqrt(2.0 / in_dim) if base_scale is None else base_scale
-        self.coef = nn.Parameter(torch.randn(in_dim, nb, out_dim, dtype=dtype, generator=generator) * noise_scale)
-        self.scale_base = nn.Parameter(torch.randn(in_dim, out_dim, dtype=dtype, generator=generator) * std_b)
-        self.scale_sp = nn.Parameter(torch.full((in_dim, out_dim), 1.0 / math.sqrt(in_dim), dtype=dtype))
+        self.noise_scale, self.base_scale = noise_scale, base_scale
+        self.coef = nn.Parameter(torch.empty(in_dim, nb, out_dim, dtype=dtype))
+        self.scale_base = nn.Parameter(torch.empty(in_dim, out_dim, dtype=dtype))
+        self.scale_sp = nn.Parameter(torch.empty(in_dim, out_dim, dtype=dtype))
         self.register_buffer("mask", torch.ones(in_dim, out_dim, dtype=dtype))
         self.symbolic = nn.ModuleDict()     # "i_o" -> EdgeFormula, added by fix_symbolic
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator=None):
+        """Draw a fresh initialisation (see the class docstring)."""
+        n_in = self.in_dim
+        std_b = math.sqrt(2.0 / n_in) if self.base_scale is None else self.base_scale
+        dt, dev = self.coef.dtype, self.coef.device
+        self.coef.copy_(torch.randn(self.coef.shape, dtype=dt, generator=generator).to(dev) * self.noise_scale)
+        self.scale_base.copy_(torch.randn(self.scale_base.shape, dtype=dt, generator=generator).to(dev) * std_b)
+        self.scale_sp.fill_(1.0 / math.sqrt(n_in))
 
     # ------------------------------------------------------------------ evaluation
     def _weights(self):

@@ -63,16 +63,20 @@ class MLP(nn.Module):
             raise KanpinnError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
         self.widths = [int(w) for w in widths]
         self.activation = activation
-        gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         dtype = dtype or torch.get_default_dtype()
-        self.linears = nn.ModuleList()
-        for a, b in zip(self.widths[:-1], self.widths[1:]):
-            lin = nn.Linear(a, b, dtype=dtype)
-            with torch.no_grad():
-                std = (2.0 / (a + b)) ** 0.5
-                lin.weight.copy_(torch.randn(b, a, generator=gen, dtype=dtype) * std)
-                lin.bias.zero_()
-            self.linears.append(lin)
+        self.linears = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(self.widths[:-1], self.widths[1:]))
+        self.reset_parameters(seed)
+
+    @torch.no_grad()
+    def reset_parameters(self, seed=None):
+        """Xavier-normal weights, zero biases."""
+        gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        for lin in self.linears:
+            b, a = lin.weight.shape
+            std = (2.0 / (a + b)) ** 0.5
+            lin.weight.copy_(torch.randn(b, a, generator=gen, dtype=lin.weight.dtype).to(lin.weight.device) * std)
+            lin.bias.zero_()
+        return self
 
     @property
     def width_in(self):

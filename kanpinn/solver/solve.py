@@ -36,6 +36,7 @@ DEFAULTS = dict(
     device="auto", dtype="float64", seed=0, checkpoint=None, checkpoint_every=50,
     progress=True, weights=None, grid_update=True, log_every=None,
     test_points=None, max_time=None, target=None, lbfgs_history=50,
+    starts=1, start_steps=20,
 )
 OPTIMIZERS = ("auto", "lm", "lbfgs", "adam", "adam+lbfgs")
 
@@ -341,6 +342,35 @@ def _run_first_order(run, kind, offset, n, bar):
         _tick(run, bar, loss, parts, t0)
 
 
+def _multi_start(problem, model, options, opts):
+    """Train ``starts`` random initialisations briefly on the first grid and keep the best
+    one in ``model``: products of sub-nodes (multiplication nodes) and deep KANs have poor
+    local minima that a different draw avoids. Returns the training seconds spent."""
+    import copy
+    if not hasattr(model, "reset_parameters"):
+        raise KanpinnError("starts > 1 needs a model with reset_parameters()")
+    sub_opts = dict(options, starts=1, steps=int(opts["start_steps"]), checkpoint=None, progress=False,
+                    target=None, max_time=None)
+    if opts["grids"]:
+        sub_opts["grids"] = [list(opts["grids"])[0]]
+    best, spent = None, 0.0
+    for s in range(int(opts["starts"])):
+        cand = copy.deepcopy(model)
+        if s:
+            cand.reset_parameters(seed=1000 * int(opts["seed"] or 0) + s)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SolverWarning)
+            res = solve(problem, cand, **sub_opts)
+        spent += res.metrics["wall_time"]
+        loss = res.metrics["loss"]
+        if math.isfinite(loss) and (best is None or loss < best[0]):
+            best = (loss, cand)
+    if best is not None:
+        _resize_like(model, best[1].config())
+        model.load_state_dict(best[1].state_dict())
+    return spent
+
+
 def solve(problem, model, **options):
     """Train ``model`` on ``problem``; returns a :class:`kanpinn.Result`.
 
@@ -351,7 +381,8 @@ def solve(problem, model, **options):
     ``resample`` (every k steps, or {"every": k, "mode": "rad", "k": 1, "c": 1}),
     ``device`` ("auto" = CUDA when present), ``dtype`` ("float64" default), ``seed``,
     ``checkpoint`` (path; resumes when it exists), ``progress``, ``weights`` (term ->
-    weight), ``max_time`` (s), ``target`` (stop at this L2 error).
+    weight), ``max_time`` (s), ``target`` (stop at this L2 error), ``starts`` (random
+    initialisations tried for ``start_steps`` steps on the first grid; the best is kept).
 
     Example::
 
@@ -371,7 +402,11 @@ def solve(problem, model, **options):
     if width_in != d:
         raise KanpinnError(f"the model takes {width_in} inputs but the domain has {d} variables {problem.variables}")
     torch.manual_seed(int(opts["seed"] or 0))
+    pre_time = 0.0
+    if int(opts["starts"]) > 1 and not (opts["checkpoint"] and __import__("os").path.exists(opts["checkpoint"])):
+        pre_time = _multi_start(problem, model, options, opts)
     run = _Run(problem, model, opts)
+    run.train_time = pre_time
     run.stop = False
     is_kan = _is_kan(model)
     grids = list(opts["grids"]) if (is_kan and opts["grids"]) else [None]
@@ -386,7 +421,8 @@ def solve(problem, model, **options):
             resumed = True
     if is_kan and not resumed:
         with torch.no_grad():
-            model.set_input_range(problem.domain.lo, problem.domain.hi)
+            if not pre_time:            # a multi-start winner already sits on the domain
+                model.set_input_range(problem.domain.lo, problem.domain.hi)
             if grids[0] is not None and grids[0] != model.layers[0].basis.grid:
                 model.extend_grid(grids[0])
 
