@@ -1,0 +1,125 @@
+"""kanpinn.bench: the naive reference agrees with kanpinn, reports get written.
+
+No timing is asserted (the machines are shared and noisy); only that timings exist."""
+import json
+import os
+
+import h5py
+import pytest
+import torch
+
+from kanpinn.bench import micro, run
+from kanpinn.bench.micro import MICRO_COLUMNS, NaiveKAN, check_agreement, naive_bspline_basis
+from kanpinn.bench.suite import SUITE_COLUMNS, find_problems, find_solvers, ratios, run_suite
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POISSON_1D = os.path.join(ROOT, "problems", "poisson_1d.py")
+
+TINY_MICRO = {"models": [("KAN", [2, 10, 1])], "grids": [5], "sizes": [128], "dtypes": ["float64"],
+              "only": None, "naive": [([2, 10, 1], 5, 128)], "warmup": 1, "repeats": 1, "max_seconds": 5.0}
+TINY_SUITE = {"KAN": {"grids": [5], "steps": 2, "max_time": 1.0, "n_interior": 40, "n_boundary": 2,
+                      "test_points": 51},
+              "MLP": {"adam_steps": 5, "steps": 2, "max_time": 1.0, "n_interior": 40, "n_boundary": 2,
+                      "test_points": 51}}
+
+
+def test_naive_basis_is_partition_of_unity():
+    knots = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    h = knots[1] - knots[0]
+    knots = torch.cat([knots[0] - h * torch.arange(3, 0, -1), knots, knots[-1] + h * torch.arange(1, 4)])
+    x = torch.linspace(-1, 0.999, 57, dtype=torch.float64)
+    B = naive_bspline_basis(x, knots, 3)
+    assert B.shape == (57, 5 + 3)
+    assert torch.allclose(B.sum(1), torch.ones(57, dtype=torch.float64), atol=1e-13)
+
+
+@pytest.mark.parametrize("widths,G", [([2, 10, 1], 5), ([2, 3, 3, 1], 7)])
+def test_naive_reference_agrees_with_kanpinn(widths, G):
+    x = micro._inputs(widths[0], 300)
+    kan = micro.build_kan(widths, G, x)
+    naive = NaiveKAN(kan)
+    du, dlap = check_agreement(kan, naive, x)        # raises when |Δu| > 1e-8
+    assert du <= 1e-8 and dlap <= 1e-8
+    # the gradients of the PINN loss with respect to the parameters agree too
+    f = micro._target(x)
+    xa = x.clone().requires_grad_(True)
+    g_naive = micro.closure_autograd(naive, xa, f, micro._params(naive))
+    g_jet = micro.closure_jet(kan, x, f, micro._params(kan))
+    # kanpinn: coef, scale_base, scale_sp per layer; naive: the same values (unmasked mask)
+    assert torch.allclose(g_naive[0], g_jet[0], rtol=1e-8, atol=1e-10)
+
+
+def test_micro_smallest_size_rows():
+    rows = micro.run_micro(config=TINY_MICRO)
+    assert len(rows) == 1
+    r = rows[0]
+    assert set(MICRO_COLUMNS) <= set(r)
+    for key in ("fwdbwd_ms", "jet_ms", "autograd_ms", "naive_fwdbwd_ms", "naive_autograd_ms"):
+        assert r[key] is not None and r[key] > 0
+    assert r["agree_u"] <= 1e-8
+    assert r["autograd_over_jet"] > 0 and r["naive_over_kanpinn"] > 0
+
+
+def test_micro_skips_when_memory_estimate_too_big():
+    cfg = dict(TINY_MICRO, naive=[])
+    rows = micro.run_micro(config=cfg, mem_limit=1024)
+    assert "skipped (memory" in rows[0]["notes"]
+    assert rows[0]["jet_ms"] is None
+
+
+def test_scaling_ratios():
+    base = {c: None for c in MICRO_COLUMNS}
+    rows = [dict(base, model="m", G=5, N=10, dtype="float64", jet_ms=2.0),
+            dict(base, model="m", G=100, N=10, dtype="float64", jet_ms=6.0),
+            dict(base, model="m", G=5, N=40, dtype="float64", jet_ms=8.0)]
+    out = micro.scaling(rows)
+    got = {(r["vary"], r["task"]): r["ratio"] for r in out}
+    assert got[("G 5->100", "jet")] == pytest.approx(3.0)
+    assert got[("N 10->40", "jet")] == pytest.approx(4.0)
+
+
+def test_find_problems_and_solvers():
+    if not os.path.isdir(os.path.join(ROOT, "problems")):
+        pytest.skip("no problems/ folder")
+    assert any(p.endswith("poisson_1d.py") for p in find_problems(os.path.join(ROOT, "problems")))
+    names = [os.path.basename(p) for p in find_solvers(names=["kan", "mlp"])]
+    assert names == ["kan.toml", "mlp.toml"]
+
+
+@pytest.mark.skipif(not os.path.isfile(POISSON_1D), reason="problems/poisson_1d.py absent")
+def test_run_writes_reports(tmp_path):
+    out = tmp_path / "bench"
+    report = run(quick=True, out=str(out), micro_config=TINY_MICRO, problems=[POISSON_1D],
+                 solvers=["kan", "mlp"], suite_overrides=TINY_SUITE, verbose=False)
+    md = (out / "bench.md").read_text()
+    for col in ("fwd+bwd ms", "jet Δ ms", "autograd Δ ms", "naive Δ ms", "autograd/jet", "naive Δ/jet",
+                "rel. L2", "max abs err", "train s", "FLOPs/pt", "L2 ratio", "time ratio", "cpu_model"):
+        assert col in md, col
+    assert (out / "error_vs_time.png").stat().st_size > 0
+    with h5py.File(out / "bench.h5", "r") as h5:
+        assert h5.attrs["format"] == "kanpinn-bench"
+        machine = json.loads(h5.attrs["machine"])
+        assert {"platform", "cpu_model", "cpu_count", "torch", "torch_threads", "cuda_device"} <= set(machine)
+        assert set(MICRO_COLUMNS) <= set(h5["micro"].keys())
+        assert set(SUITE_COLUMNS) <= set(h5["suite"].keys())
+        assert h5["suite"].attrs["n_rows"] == 4            # 2 solvers x (preset, equal time)
+        assert len(h5["suite/history"]) == 4
+        modes = [m.decode() if isinstance(m, bytes) else m for m in h5["suite/mode"][()]]
+        assert sorted(modes) == ["equal_time", "equal_time", "preset", "preset"]
+    rows = {(r["solver"], r["mode"]): r for r in report.suite}
+    for r in rows.values():
+        assert r["error"] is None
+        assert r["l2_relative"] is not None and r["wall_time"] > 0 and r["n_parameters"] > 0
+        assert r["flops_per_point"] > 0
+    # the MLP's equal-time run was given the KAN preset run's training time
+    assert rows[("mlp", "equal_time")]["max_time"] == pytest.approx(rows[("kan", "preset")]["wall_time"])
+    assert {r["mode"] for r in ratios(report.suite)} == {"preset", "equal_time"}
+
+
+def test_cli_bench_calls_run(monkeypatch):
+    import kanpinn.bench as bench
+    from kanpinn.cli import main
+    seen = {}
+    monkeypatch.setattr(bench, "run", lambda quick=False, out="bench-results": seen.setdefault("quick", quick))
+    assert main(["bench", "--quick"]) == 0
+    assert seen["quick"] is True
