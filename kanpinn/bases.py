@@ -67,6 +67,7 @@ class BSplineBasis(nn.Module):
         self.register_buffer("_left", left, persistent=False)
         self.register_buffer("_inv_h", inv_h, persistent=False)
         self.register_buffer("_poly", M, persistent=False)
+        self._uniform = bsplines.is_uniform(M)
 
     def _apply(self, fn, *args, **kwargs):
         # dtype/device moves: recompute the tables from the moved knots (in float64 inside)
@@ -92,7 +93,7 @@ class BSplineBasis(nn.Module):
 
     def evaluate(self, x, order=0):
         pts = self.knots[:, self.k: self.knots.shape[1] - self.k]
-        return bsplines.local_basis_poly(x, pts, self._left, self._inv_h, self._poly, order)
+        return bsplines.local_basis_poly(x, pts, self._left, self._inv_h, self._poly, order, self._uniform)
 
     def _with_points(self, points):
         new = BSplineBasis(points.shape[0], points.shape[1] - 1, self.k, dtype=points.dtype)

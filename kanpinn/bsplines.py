@@ -154,29 +154,39 @@ def piece_polynomials(knots: torch.Tensor, k: int):
     return left.to(knots.dtype), (1.0 / h).to(knots.dtype), M.to(knots.dtype)
 
 
-def local_basis_poly(x: torch.Tensor, grid_pts: torch.Tensor, left, inv_h, M, order: int = 0):
+def is_uniform(M: torch.Tensor, tol: float = 1e-9) -> bool:
+    """Whether every interval's local power table equals the first one."""
+    return bool(((M - M[:1, :1]).abs() <= tol * M[:1, :1].abs().amax().clamp_min(1.0)).all())
+
+
+def local_basis_poly(x: torch.Tensor, grid_pts: torch.Tensor, left, inv_h, M, order: int = 0,
+                     uniform: bool = False):
     """Like ``local_basis`` but from the power-basis tables of ``piece_polynomials``.
 
     x: (N, in); grid_pts: (in, G+1). Returns ``first`` (N, in) and ``order + 1`` tensors
     (N, in, k+1). Points outside the grid use the end pieces (clamped interval).
+    ``uniform``: all intervals share ``M[0, 0]`` (uniform knots), which skips the gather.
     """
     n_in, G = left.shape
     k1 = M.shape[-1]
     j = torch.searchsorted(grid_pts.detach().contiguous(), x.detach().T.contiguous(), right=True).T - 1
     j = j.clamp(0, G - 1)
-    u = (x - left.T.gather(0, j)) * inv_h.T.gather(0, j)
-    Mg = M[torch.arange(n_in, device=x.device)[None, :], j]               # (N, in, p, m)
+    ih = inv_h.T.gather(0, j)
+    u = (x - left.T.gather(0, j)) * ih
     powers = [torch.ones_like(u), u]
     for _ in range(2, k1):
         powers.append(powers[-1] * u)
-    P = torch.stack(powers[:k1], -1)
-    out = [torch.matmul(P[..., None, :], Mg)[..., 0, :]]
+    rows = [torch.stack(powers[:k1], -1)]                                 # (N, in, p)
     if order >= 1:
-        ih = inv_h.T.gather(0, j)[..., None]
         zero = torch.zeros_like(u)
-        d1 = torch.stack([zero] + [p * powers[p - 1] for p in range(1, k1)], -1)
-        out.append(torch.matmul(d1[..., None, :], Mg)[..., 0, :] * ih)
-        if order >= 2:
-            d2 = torch.stack([zero, zero] + [p * (p - 1) * powers[p - 2] for p in range(2, k1)], -1)
-            out.append(torch.matmul(d2[..., None, :], Mg)[..., 0, :] * (ih * ih))
-    return j, out
+        rows.append(torch.stack([zero] + [p * powers[p - 1] for p in range(1, k1)], -1) * ih[..., None])
+    if order >= 2:
+        rows.append(torch.stack([zero, zero] + [p * (p - 1) * powers[p - 2] for p in range(2, k1)], -1)
+                    * (ih * ih)[..., None])
+    P = torch.stack(rows, -2)                                              # (N, in, order+1, p)
+    if uniform:
+        # every interval has the same local polynomials: one small matrix product
+        out = P @ M[0, 0]
+    else:
+        out = P @ M[torch.arange(n_in, device=x.device)[None, :], j]      # (N, in, order+1, m)
+    return j, list(out.unbind(-2))

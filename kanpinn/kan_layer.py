@@ -99,12 +99,17 @@ class KANLayer(nn.Module):
         if first is None:
             return (B.reshape(J * n, -1) @ c).reshape(J, n, self.out_dim)
         nb = self.basis.size
-        if J * nb <= 2 * w * self.out_dim + J * w:
+        # the dense route moves J·N·in·nb numbers through one BLAS product; the gathered
+        # route N·in·w·out numbers through a batched product of tiny matrices, which is
+        # slow per element: take it only when the dense matrix would be large
+        if J * n * n_in * nb <= 2 ** 25 or J * nb <= 2 * w * self.out_dim:
             dense = scatter_dense(first.expand(B.shape[:-1]), B, nb)
             return (dense.reshape(J * n, -1) @ c).reshape(J, n, self.out_dim)
         c3 = c.reshape(n_in, nb, self.out_dim)
         idx = first[:, :, None] + torch.arange(w, device=first.device)
         cg = c3[torch.arange(n_in, device=first.device)[None, :, None], idx]   # (N, in, w, out)
+        if self.out_dim <= 4:
+            return torch.stack([(B * cg[None, ..., o]).sum((-1, -2)) for o in range(self.out_dim)], -1)
         out = torch.bmm(B.permute(1, 0, 2, 3).reshape(n, J, n_in * w), cg.reshape(n, n_in * w, self.out_dim))
         return out.permute(1, 0, 2)
 
