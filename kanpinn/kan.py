@@ -68,6 +68,13 @@ class KAN(nn.Module):
                                    dtype=dtype, generator=gen))
         self.layers = nn.ModuleList(layers)
 
+    @classmethod
+    def from_formula(cls, expr, variables, **options):
+        """Kanpiler: a KAN computing the sympy formula ``expr`` of ``variables`` (symbolic
+        edges, or fitted splines with ``symbolic=False``); see ``kanpinn.kanpiler``."""
+        from .kanpiler import from_formula
+        return from_formula(expr, variables, **options)
+
     def reset_parameters(self, seed=None):
         """Re-draw every layer's initialisation (grids are kept)."""
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
