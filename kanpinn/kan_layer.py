@@ -99,18 +99,20 @@ class KANLayer(nn.Module):
         if first is None:
             return (B.reshape(J * n, -1) @ c).reshape(J, n, self.out_dim)
         nb = self.basis.size
-        # the dense route moves J·N·in·nb numbers through one BLAS product; the gathered
-        # route N·in·w·out numbers through a batched product of tiny matrices, which is
-        # slow per element: take it only when the dense matrix would be large
-        if J * n * n_in * nb <= 2 ** 25 or J * nb <= 2 * w * self.out_dim:
+        o = self.out_dim
+        # dense route: J·N·in·nb numbers through one BLAS product (cheap for small grids);
+        # gathered route: each point's w coefficient rows, J·N·in·w·o products, whatever G
+        dense_cost, gather_cost = J * nb, (J + 1) * w * o
+        if dense_cost <= gather_cost:
             dense = scatter_dense(first.expand(B.shape[:-1]), B, nb)
-            return (dense.reshape(J * n, -1) @ c).reshape(J, n, self.out_dim)
-        c3 = c.reshape(n_in, nb, self.out_dim)
+            return (dense.reshape(J * n, -1) @ c).reshape(J, n, o)
+        c3 = c.reshape(n_in, nb, o)
         idx = first[:, :, None] + torch.arange(w, device=first.device)
         cg = c3[torch.arange(n_in, device=first.device)[None, :, None], idx]   # (N, in, w, out)
-        if self.out_dim <= 4:
-            return torch.stack([(B * cg[None, ..., o]).sum((-1, -2)) for o in range(self.out_dim)], -1)
-        out = torch.bmm(B.permute(1, 0, 2, 3).reshape(n, J, n_in * w), cg.reshape(n, n_in * w, self.out_dim))
+        if J * n * n_in * w * o <= 2 ** 24:
+            return (B[..., None] * cg[None]).sum((2, 3))
+        # large batches: a batched product keeps the temporary small
+        out = torch.bmm(B.permute(1, 0, 2, 3).reshape(n, J, n_in * w), cg.reshape(n, n_in * w, o))
         return out.permute(1, 0, 2)
 
     def forward(self, x):
