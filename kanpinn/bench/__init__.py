@@ -289,7 +289,7 @@ def plot_error_vs_time(path, histories, suite_rows):
 # --------------------------------------------------------------------------- run
 
 def run(quick=False, out="bench-results", micro=True, suite=True, problems=None, solvers=None,
-        micro_config=None, suite_overrides=None, verbose=True):
+        micro_config=None, suite_overrides=None, verbose=True, targets=None):
     """Run the micro-benchmarks and the suite, print the markdown report and write
     ``bench.md``, ``bench.h5`` and ``error_vs_time.png`` into ``out``.
 
@@ -316,8 +316,15 @@ def run(quick=False, out="bench-results", micro=True, suite=True, problems=None,
         suite_rows, histories = run_suite(quick, problems=problems, solvers=solvers,
                                           overrides=suite_overrides, log=log)
         ratio_rows = ratios(suite_rows)
+    target_rows = []
+    if targets if targets is not None else not quick:
+        from .targets import run_targets
+        target_rows = run_targets(quick, log=log)
     elapsed = time.perf_counter() - t0
     text = markdown_report(machine, micro_rows, scaling_rows, suite_rows, ratio_rows, quick, elapsed)
+    if target_rows:
+        from .targets import targets_markdown
+        text += "\n\n## Targets (reference problems)\n\n" + targets_markdown(target_rows) + "\n"
     md = os.path.join(out, "bench.md")
     h5 = os.path.join(out, "bench.h5")
     png = os.path.join(out, "error_vs_time.png")
