@@ -224,3 +224,92 @@ def test_expr_to_torch_and_relative_l2():
     xs = np.linspace(0, 1, 50)
     assert relative_l2(sympy.sin(x_), (x_,), xs, np.sin(xs)) < 1e-15
     assert abs(relative_l2(sympy.sin(x_), (x_,), xs, 2 * np.sin(xs)) - 0.5) < 1e-12
+
+
+# -- symbolify on hand-made KANs (no training) ---------------------------------------
+def _set_edges(layer, funcs, lo=-1.0, hi=1.0):
+    """Give edge i->o of a KAN layer the spline interpolant of funcs[i][o] (None: 0),
+    using only edge_values' linearity in the coefficients."""
+    with torch.no_grad():
+        layer.scale_base.zero_()
+        layer.scale_sp.fill_(1.0)
+        t = torch.linspace(lo, hi, 801, dtype=layer.coef.dtype)
+        X = t[:, None].expand(-1, layer.in_dim).contiguous()
+        nb = layer.coef.shape[1]
+        cols = []
+        for b in range(nb):
+            layer.coef.zero_()
+            layer.coef[:, b, :] = 1.0
+            cols.append(layer.edge_values(X)[:, :, 0])  # (N, in): B_ib(x)
+        A = torch.stack(cols, -1)  # (N, in, nb)
+        layer.coef.zero_()
+        for i in range(layer.in_dim):
+            for o in range(layer.out_dim):
+                f = funcs[i][o]
+                if f is None:
+                    continue
+                sol = torch.linalg.lstsq(A[:, i, :], f(t)[:, None]).solution[:, 0]
+                layer.coef[i, :, o] = sol
+
+
+def _kan(widths, grid=20):
+    from kanpinn.kan import KAN
+    return KAN(widths, grid=grid, k=3, seed=0, dtype=torch.float64)
+
+
+def test_symbolify_single_layer():
+    from kanpinn.symbolic.symbolify import symbolify_report
+    m = _kan([2, 1])
+    _set_edges(m.layers[0], [[lambda x: torch.sin(math.pi * x)], [lambda y: y**2 - 0.5]])
+    rep = symbolify_report(m, n_samples=512)
+    assert sympy.simplify(rep.expr - (sympy.sin(sympy.pi * x_) + y_**2 - sympy.Rational(1, 2))) == 0
+    assert {e.name for e in rep.edges} == {"sin", "x^2"}
+    assert rep.errors["raw_vs_model"] < 1e-4
+
+
+def test_symbolify_multiplication_node():
+    from kanpinn.symbolic.symbolify import symbolify
+    m = _kan([2, [0, 1], 1])
+    s = lambda v: torch.sin(math.pi * v)  # noqa: E731
+    _set_edges(m.layers[0], [[s, None], [None, s]])
+    _set_edges(m.layers[1], [[lambda v: 2 * v]])
+    e = symbolify(m, n_samples=512, variables=["x", "y"])
+    assert sympy.simplify(e - 2 * sympy.sin(sympy.pi * x_) * sympy.sin(sympy.pi * y_)) == 0
+
+
+def test_symbolify_refines_on_the_pde():
+    import kanpinn as kp
+    from kanpinn.result import Result
+    from kanpinn.symbolic.symbolify import symbolify_report
+
+    def residual(x, u):
+        return kp.laplacian(u, x) + math.pi**2 * torch.sin(math.pi * x)
+
+    problem = kp.Problem(kp.Interval(-1.0, 1.0), residual, [kp.Dirichlet(0.0)],
+                         exact=lambda x: torch.sin(math.pi * x))
+    m = _kan([1, 1], grid=10)
+    _set_edges(m.layers[0], [[lambda x: 0.97 * torch.sin(3.1 * x) + 0.01]])  # a rough solution
+    rep = symbolify_report(Result(m, problem, {}, {}, {}), n_samples=256, refine_steps=60)
+    assert rep.expr == sympy.sin(sympy.pi * x_)
+    assert rep.errors["raw_vs_exact"] < 1e-6
+
+
+def test_symbolify_numeric_edges_only_when_allowed():
+    from kanpinn.symbolic.symbolify import symbolify_report
+    m = _kan([1, 1], grid=8)
+    rng = np.random.default_rng(5)
+    vals = torch.tensor(rng.normal(size=9))
+    knots = torch.linspace(-1, 1, 9, dtype=torch.float64)
+
+    def wiggly(t):  # piecewise linear through random values
+        idx = torch.clamp(torch.searchsorted(knots, t) - 1, 0, 7)
+        w = (t - knots[idx]) / (knots[1] - knots[0])
+        return vals[idx] * (1 - w) + vals[idx + 1] * w
+
+    _set_edges(m.layers[0], [[wiggly]])
+    with pytest.warns(UserWarning, match="not explained"):
+        rep = symbolify_report(m, n_samples=256, refine=None)
+    assert rep.edges[0].kind == "library" and not rep.edges[0].recovered
+    rep = symbolify_report(m, n_samples=256, refine=None, allow_numeric=True, numeric_degree=10)
+    assert rep.edges[0].kind == "numeric"
+    assert rep.errors["raw_vs_model"] < 0.2

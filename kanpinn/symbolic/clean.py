@@ -331,8 +331,8 @@ def _close(expr, symbols, P, ref, tol) -> bool:
 
 def clean(expr, symbols, points, tol: float = 1e-6, *, snap_tol: float | None = None,
           drop_tol: float | None = None, max_denominator: int = 12,
-          constants: Sequence = (sympy.pi,), simplify: bool = True,
-          max_simplify_ops: int = 80) -> sympy.Expr:
+          constants: Sequence = (sympy.pi,), simplify=True,
+          max_simplify_ops: int = 40) -> sympy.Expr:
     """Clean ``expr`` (drop negligible terms, snap constants, simplify) and return the
     cleaned expression if it stays within relative L2 ``tol`` of ``expr`` on ``points``
     (shape (N, d), columns in the order of ``symbols``); otherwise the raw expression.
@@ -340,8 +340,10 @@ def clean(expr, symbols, points, tol: float = 1e-6, *, snap_tol: float | None = 
     When snapping every constant at once moves the formula too far, constants are snapped
     one at a time, each kept only if the formula stays within ``tol``.
     ``snap_tol`` (relative, per constant) and ``drop_tol`` (relative, per sum) default to
-    ``tol``. ``simplify`` runs ``sympy.simplify`` on results of at most
-    ``max_simplify_ops`` operations (it can be slow on large formulas)."""
+    ``tol``. ``simplify``: True for cheap rewrites (factor_terms, powsimp, expand, cancel;
+    the shortest verified form wins), ``"full"`` to also try ``sympy.simplify`` on formulas
+    of at most ``max_simplify_ops`` operations (slow on nested trigonometric formulas),
+    False for none."""
     symbols = tuple(symbols)
     raw = sympy.sympify(expr)
     P = _points_tensor(points, len(symbols))
@@ -375,11 +377,33 @@ def clean(expr, symbols, points, tol: float = 1e-6, *, snap_tol: float | None = 
         dropped = drop_small_terms(out, symbols, P, drop_tol)
         if ok(dropped):
             out = dropped
-    if simplify and sympy.count_ops(out) <= max_simplify_ops:
-        try:
-            simp = sympy.simplify(out)
-        except Exception:  # pragma: no cover - sympy corner cases
-            simp = out
-        if simp != out and sympy.count_ops(simp) <= sympy.count_ops(out) and ok(simp):
-            out = simp
+    if simplify:
+        out = _simplify(out, simplify, max_simplify_ops, ok)
     return out if ok(out) else raw
+
+
+def _simplify(e, how, max_ops, ok):
+    """Cheap rewrites (``factor_terms``, ``powsimp``, ``expand``, ``cancel``) keeping the
+    shortest verified form; ``how="full"`` also tries ``sympy.simplify`` (which can take
+    minutes on nested trigonometric formulas, hence not the default)."""
+    forms = []
+    def expand(v):
+        return sympy.expand(v, power_exp=False, power_base=False, log=False)
+
+    for fn in (sympy.factor_terms, sympy.powsimp, expand, sympy.cancel,
+               lambda v: sympy.factor_terms(expand(v))):
+        try:
+            forms.append(fn(e))
+        except Exception:  # noqa: BLE001 - sympy corner cases
+            pass
+    if how == "full" and sympy.count_ops(e) <= max_ops:
+        try:
+            forms.append(sympy.simplify(e))
+        except Exception:  # noqa: BLE001
+            pass
+    best, best_ops = e, sympy.count_ops(e)
+    for f in forms:
+        ops = sympy.count_ops(f)
+        if f != e and ops < best_ops and ok(f):
+            best, best_ops = f, ops
+    return best

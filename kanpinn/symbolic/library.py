@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_FUNCTIONS",
     "EXTRA_FUNCTIONS",
     "get_library",
+    "get_function",
 ]
 
 _INF = math.inf
@@ -312,3 +313,17 @@ class Library:
 def get_library(spec=None) -> Library:
     """Shorthand for :meth:`Library.from_spec`."""
     return Library.from_spec(spec)
+
+
+def get_function(name, library=None) -> SymbolicFunction:
+    """The record named ``name`` (aliases accepted) from ``library`` (default: the default
+    functions, then :data:`EXTRA_FUNCTIONS`)."""
+    if isinstance(name, SymbolicFunction):
+        return name
+    if library is not None:
+        return get_library(library)[name]
+    key = _ALIASES.get(str(name), str(name))
+    for f in DEFAULT_FUNCTIONS + EXTRA_FUNCTIONS:
+        if f.name == key:
+            return f
+    raise KeyError(f"unknown library function {name!r}")

@@ -1,0 +1,482 @@
+"""Read a trained KAN back as a closed-form formula.
+
+Pipeline (:func:`symbolify_report`; :func:`symbolify` returns only the formula):
+
+1. *Samples*: points in the problem's domain (interior + boundary), the points given by
+   the caller, or the first layer's grid box for a bare model.
+2. *Edge fits*: every layer's inputs and edge activations are computed on the samples from
+   the trained network; edges already symbolic are kept, masked (pruned) edges skipped,
+   edges whose variation is below ``edge_tol`` of their output node's become constants,
+   and every other edge is fitted against the whole library at once
+   (:func:`kanpinn.symbolic.fit.fit_edges`, one call per input node, whose edges share
+   their inputs). For PDE results, ``required_derivative_order=2`` refuses functions whose
+   second derivative vanishes (``x``, ``abs``, ``0``) unless their fit is exact to
+   ``exact_tol`` (default 1e-6 here: a trained spline is itself only accurate to ~1e-3,
+   so a truly linear edge reaches ``1-R^2`` of about 1e-8, a crude line through a
+   curved edge 1e-3 or worse).
+3. *Snap*: a copy of the model (float64) gets every chosen edge fixed with
+   ``KAN.fix_symbolic`` (spline masked, trainable ``c*f(a*x+b)+d``). Edges that no library
+   function explains (``R^2 < r2_threshold``) are snapped anyway, unless
+   ``allow_numeric=True``: then they keep their spline and appear in the formula as a
+   least-squares polynomial in their input (degree <= ``numeric_degree``).
+4. *Refine*: the constants of all symbolic edges are fitted jointly by L-BFGS to the
+   trained model's output on the samples (``"fit"``), then, when the problem is known,
+   to the PINN loss (``"pde"``: the residual and the conditions). A refinement is kept
+   only when it lowers its objective.
+5. *Compose*: sum nodes add their incoming edge formulas, multiplication nodes multiply
+   their two sub-nodes; the result is expanded when that does not grow it and cleaned
+   (:func:`kanpinn.symbolic.clean.clean`: negligible terms dropped, constants snapped to
+   simple rationals and rational multiples of pi, simplified) within ``clean_tol``
+   (relative L2 on the samples; ``"auto"`` = the raw formula's own distance to the
+   model, at least 1e-6 and at most 1e-2).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy
+import torch
+
+from .clean import clean as clean_expr
+from .clean import expr_to_torch
+from .fit import EdgeFit, _threads, fit_edges
+from .library import get_library
+
+__all__ = ["symbolify", "symbolify_report", "SymbolicReport", "EdgeChoice"]
+
+_DT = torch.float64
+
+
+@dataclass
+class EdgeChoice:
+    """What became of one edge ``layer: i -> o``."""
+
+    layer: int
+    i: int
+    o: int
+    kind: str  # "library", "constant", "kept" (already symbolic), "numeric", "pruned"
+    name: str
+    r2: float
+    recovered: bool
+    params: tuple = ()
+    fit: EdgeFit | None = field(default=None, repr=False)
+
+
+@dataclass
+class SymbolicReport:
+    """Everything :func:`symbolify_report` learned."""
+
+    expr: object  # sympy.Expr (one output) or sympy.Matrix (several)
+    raw_expr: object
+    symbols: tuple
+    edges: list
+    model: torch.nn.Module  # the copy with symbolic edges (refined constants)
+    errors: dict  # relative L2 on the samples: "raw_vs_model", "clean_vs_model", ...
+    points: np.ndarray = field(repr=False, default=None)
+
+    @property
+    def all_recovered(self) -> bool:
+        return all(e.recovered for e in self.edges if e.kind in ("library", "numeric"))
+
+    def table(self) -> str:
+        rows = [f"{'edge':>10} {'kind':>9} {'name':>9} {'1-R2':>9}  ok"]
+        for e in self.edges:
+            if e.kind == "pruned":
+                continue
+            loss = 1 - e.r2 if math.isfinite(e.r2) else math.inf
+            rows.append(f"{f'{e.layer}:{e.i}->{e.o}':>10} {e.kind:>9} {e.name:>9} "
+                        f"{loss:9.2e}  {'y' if e.recovered else 'n'}")
+        return "\n".join(rows)
+
+
+# ---------------------------------------------------------------------------------------
+def symbolify(result_or_model, library=None, variables=None, **options):
+    """Closed-form sympy expression of a trained KAN (or a ``kp.Result`` holding one).
+
+    Returns a ``sympy.Expr`` in the domain's variable symbols (a column ``sympy.Matrix``
+    for a model with several outputs). Options: see :func:`symbolify_report`.
+    """
+    return symbolify_report(result_or_model, library=library, variables=variables,
+                            **options).expr
+
+
+def symbolify_report(result_or_model, library=None, variables=None, *, x=None,
+                     n_samples: int = 2048, required_derivative_order="auto",
+                     exact_tol: float = 1e-6, r2_threshold: float = 0.999,
+                     complexity_weight: float = 1.0, allow_numeric: bool = False,
+                     numeric_degree: int = 8, edge_tol: float = 1e-3, refine="auto",
+                     refine_steps: int = 200, clean: bool = True, clean_tol="auto",
+                     seed: int = 0, num_threads: int | None = 1) -> SymbolicReport:
+    """Symbolic recovery with its diagnostics (see the module docstring).
+
+    Args:
+        result_or_model: a ``kp.Result`` or a KAN.
+        library: candidate functions (None: default library; a list of names; a Library).
+        variables: names or sympy symbols of the inputs (default: the domain's).
+        x: sample points (N, d) to use instead of sampling the domain.
+        required_derivative_order: ``"auto"`` (2 for a PDE result, None for a bare
+            model), None, or an int.
+        refine: ``"auto"`` (``"pde"`` when the problem is known, else ``"fit"``),
+            ``"fit"``, ``"pde"``, or None/False.
+        refine_steps: L-BFGS iterations per refinement.
+        num_threads: torch threads while working (restored afterwards; the tensors are
+            small, one thread is fastest on a shared machine).
+    """
+    with _threads(num_threads):
+        return _symbolify(result_or_model, library, variables, x, n_samples,
+                          required_derivative_order, exact_tol, r2_threshold,
+                          complexity_weight, allow_numeric, numeric_degree, edge_tol, refine,
+                          refine_steps, clean, clean_tol, seed)
+
+
+def _symbolify(result_or_model, library, variables, x, n_samples, required_derivative_order,
+               exact_tol, r2_threshold, complexity_weight, allow_numeric, numeric_degree,
+               edge_tol, refine, refine_steps, clean, clean_tol, seed):
+    model, problem, domain, var_names = _unpack(result_or_model)
+    _require_kan(model)
+    d = model.width_in
+    symbols = _symbols(variables, var_names, d)
+    lib = get_library(library)
+    if required_derivative_order == "auto":
+        required_derivative_order = 2 if _is_result(result_or_model) else None
+
+    X = _samples(x, domain, model, n_samples, seed, d)
+    Xt = torch.as_tensor(X, dtype=_DT)
+
+    original = copy.deepcopy(model).to(dtype=_DT, device="cpu").eval()
+    sym = copy.deepcopy(original)
+    with torch.no_grad():
+        u_model = original(Xt)
+
+    # ---- edge fits (on the trained network's own activations)
+    ins = original.layer_inputs(Xt)
+    edges: list[EdgeChoice] = []
+    numeric: dict = {}
+    todo, xs, ys = [], [], []
+    for li, layer in enumerate(original.layers):
+        with torch.no_grad():
+            phi = layer.edge_values(ins[li])  # (N, in, out)
+        std = phi.std(0)
+        scale = torch.maximum(phi.sum(1).std(0), std.amax(0))
+        for i in range(layer.in_dim):
+            for o in range(layer.out_dim):
+                key = f"{i}_{o}"
+                if key in layer.symbolic:
+                    e = layer.symbolic[key]
+                    edges.append(EdgeChoice(li, i, o, "kept", e.name, 1.0, True,
+                                            tuple(float(v) for v in e.params.detach())))
+                elif float(layer.mask[i, o]) == 0.0:
+                    edges.append(EdgeChoice(li, i, o, "pruned", "", 1.0, True))
+                elif float(std[i, o]) <= edge_tol * float(scale[o]):
+                    mean = float(phi[:, i, o].mean())
+                    sym.fix_symbolic(li, i, o, "0", 1.0, 0.0, 0.0, mean,
+                                     expr=lambda s: sympy.Integer(0))
+                    edges.append(EdgeChoice(li, i, o, "constant", "0", 1.0, True,
+                                            (1.0, 0.0, 0.0, mean)))
+                else:
+                    todo.append((li, i, o))
+                    xs.append(ins[li][:, i])
+                    ys.append(phi[:, i, o])
+    if todo:  # one call: edges sharing inputs are grouped, refinement batched across all
+        fits = fit_edges(torch.stack(xs), torch.stack(ys), lib,
+                         required_derivative_order=required_derivative_order,
+                         complexity_weight=complexity_weight, r2_threshold=r2_threshold,
+                         exact_tol=exact_tol)
+        for (li, i, o), xi, yi, f in zip(todo, xs, ys, fits):
+            best = f.best
+            if best is None or (allow_numeric and not f.recovered):
+                coeffs, r2 = _poly_fit(xi, yi, numeric_degree)
+                numeric[(li, i, o)] = coeffs
+                edges.append(EdgeChoice(li, i, o, "numeric", f"poly{len(coeffs) - 1}",
+                                        r2, r2 >= r2_threshold, tuple(coeffs), f))
+                continue
+            sym.fix_symbolic(li, i, o, best.name, *best.params, expr=best.function.sympy_fn)
+            edges.append(EdgeChoice(li, i, o, "library", best.name, best.r2, f.recovered,
+                                    best.params, f))
+    if not allow_numeric:
+        bad = [e for e in edges if e.kind == "library" and not e.recovered]
+        if bad:
+            warnings.warn(f"symbolify: {len(bad)} edge(s) not explained by the library "
+                          f"(R^2 < {r2_threshold}); snapped to their best fit anyway. "
+                          "Pass allow_numeric=True to keep them numeric.", stacklevel=3)
+
+    # ---- refine the constants
+    errors = {}
+    mode = refine
+    if mode == "auto":
+        mode = "pde" if problem is not None else "fit"
+    if mode:
+        _refine_fit(sym, Xt, u_model, refine_steps, numeric)
+        if mode == "pde" and problem is not None:
+            _refine_pde(sym, problem, result_or_model, refine_steps, seed, numeric)
+
+    # ---- compose, check, clean
+    raw = _compose(sym, symbols, numeric)
+    errors["raw_vs_model"] = _rel(raw, symbols, Xt, u_model)
+    exact = _exact(problem, Xt)
+    if exact is not None:
+        errors["raw_vs_exact"] = _rel(raw, symbols, Xt, exact)
+    out = raw
+    if clean:
+        tol = clean_tol
+        if tol == "auto":
+            e = errors["raw_vs_model"]
+            tol = min(1e-2, max(1e-6, e if math.isfinite(e) else 1e-6))
+        # snapping is meaningful only well below the spacing of simple fractions
+        out = [_clean_one(r, symbols, X, tol, min(tol, 1e-4)) for r in raw]
+        errors["clean_vs_model"] = _rel(out, symbols, Xt, u_model)
+        if exact is not None:
+            errors["clean_vs_exact"] = _rel(out, symbols, Xt, exact)
+    wrap = (lambda v: v[0]) if len(raw) == 1 else (lambda v: sympy.Matrix(v))
+    return SymbolicReport(wrap(out), wrap(raw), symbols, edges, sym, errors, X)
+
+
+# ---------------------------------------------------------------------------------------
+# pieces
+# ---------------------------------------------------------------------------------------
+def _is_result(obj) -> bool:
+    return hasattr(obj, "model") and hasattr(obj, "metrics")
+
+
+def _unpack(obj):
+    if _is_result(obj):
+        model = obj.model
+        problem = getattr(obj, "problem", None)
+        domain = getattr(problem, "domain", None)
+        if domain is None and getattr(obj, "domain_spec", None):
+            try:
+                from ..domains import domain_from_spec
+                domain = domain_from_spec(obj.domain_spec)
+            except Exception:  # noqa: BLE001 - fall back to the model's grid box
+                domain = None
+        names = getattr(obj, "variables", None) or getattr(domain, "variables", None)
+        return model, problem, domain, names
+    return obj, None, None, None
+
+
+def _require_kan(model):
+    layers = getattr(model, "layers", None)
+    if layers is None or not hasattr(model, "widths") or \
+            not all(hasattr(layer, "edge_values") for layer in layers):
+        from ..errors import KanpinnError
+        raise KanpinnError(f"symbolify needs a KAN (edges to read), got {type(model).__name__}")
+
+
+def _symbols(variables, names, d):
+    if variables is None:
+        variables = names
+    if variables is None:
+        variables = ("x", "y", "z")[:d] if d <= 3 else tuple(f"x{k + 1}" for k in range(d))
+    if isinstance(variables, str):
+        variables = variables.replace(",", " ").split()
+    syms = tuple(v if isinstance(v, sympy.Symbol) else sympy.Symbol(str(v)) for v in variables)
+    if len(syms) != d:
+        raise ValueError(f"{len(syms)} variables for a model with {d} inputs")
+    return syms
+
+
+def _samples(x, domain, model, n, seed, d):
+    if x is not None:
+        X = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, float)
+        X = X.reshape(-1, d).astype(np.float64)
+        return X
+    if domain is not None:
+        parts = [np.asarray(domain.sample_interior(n, "sobol", seed=seed), dtype=np.float64)]
+        try:
+            parts.append(np.asarray(domain.sample_boundary(max(8, n // 4), "sobol", seed=seed + 1),
+                                    dtype=np.float64))
+        except Exception:  # noqa: BLE001 - domains without a boundary sampler
+            pass
+        return np.concatenate(parts, 0)
+    basis = model.layers[0].basis
+    lo = basis.lo.detach().cpu().double().numpy()
+    hi = basis.hi.detach().cpu().double().numpy()
+    u = torch.quasirandom.SobolEngine(d, scramble=True, seed=seed).draw(n, dtype=_DT).numpy()
+    return lo + (hi - lo) * u
+
+
+def _poly_fit(x, y, max_degree):
+    """Least-squares polynomial of the lowest degree (<= max_degree) that reaches
+    R^2 >= 1 - 1e-8, or of max_degree; coefficients in increasing powers, and its R^2."""
+    xn = x.detach().double().numpy()
+    yn = y.detach().double().numpy()
+    sst = float(((yn - yn.mean()) ** 2).sum()) or 1.0
+    best = None
+    for deg in range(1, max_degree + 1):
+        P = np.polynomial.Polynomial.fit(xn, yn, deg).convert()
+        r2 = 1 - float(((P(xn) - yn) ** 2).sum()) / sst
+        best = (list(P.coef), r2)
+        if r2 >= 1 - 1e-8:
+            break
+    return best
+
+
+def _compose(model, symbols, numeric):
+    nodes = list(symbols)
+    for li, layer in enumerate(model.layers):
+        out = [sympy.Integer(0)] * layer.out_dim
+        for i in range(layer.in_dim):
+            for o in range(layer.out_dim):
+                key = f"{i}_{o}"
+                if key in layer.symbolic:
+                    out[o] = out[o] + layer.symbolic[key].sympy(nodes[i])
+                elif (li, i, o) in numeric:
+                    coeffs = numeric[(li, i, o)]
+                    out[o] = out[o] + sum(sympy.Float(c) * nodes[i] ** k
+                                          for k, c in enumerate(coeffs))
+                elif float(layer.mask[i, o]) != 0.0:
+                    raise RuntimeError(f"edge {li}:{i}->{o} has no formula")  # pragma: no cover
+        n_sum, n_mult = model.widths[li + 1]
+        nodes = out[:n_sum] + [out[n_sum + 2 * j] * out[n_sum + 2 * j + 1]
+                               for j in range(n_mult)]
+    return nodes
+
+
+def _symbolic_params(model):
+    return [e.params for layer in model.layers for e in layer.symbolic.values()]
+
+
+def _lbfgs(params, closure_loss, steps):
+    """L-BFGS on ``params`` only; returns (initial, final) loss and restores the initial
+    values when the final loss is not lower."""
+    if not params or steps <= 0:
+        return None
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        l0 = float(closure_loss())
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=steps, history_size=50,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-14,
+                            tolerance_change=1e-16)
+
+    def closure():
+        opt.zero_grad()
+        loss = closure_loss()
+        loss.backward()
+        return loss
+
+    try:
+        opt.step(closure)
+        with torch.no_grad():
+            l1 = float(closure_loss())
+    except Exception:  # noqa: BLE001 - a diverging refinement is simply not kept
+        l1 = math.inf
+    if not (l1 < l0):
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+        l1 = l0
+    return l0, l1
+
+
+def _formula_forward(model, X, numeric):
+    """The composed formula evaluated in torch (what :func:`_compose` writes out):
+    symbolic edges through their EdgeFormula (trainable), numeric edges through their
+    polynomial; no spline is evaluated."""
+    nodes = [X[:, k] for k in range(X.shape[1])]
+    for li, layer in enumerate(model.layers):
+        out = [torch.zeros_like(nodes[0]) for _ in range(layer.out_dim)]
+        for i in range(layer.in_dim):
+            for o in range(layer.out_dim):
+                key = f"{i}_{o}"
+                if key in layer.symbolic:
+                    out[o] = out[o] + layer.symbolic[key](nodes[i])
+                elif (li, i, o) in numeric:
+                    v = torch.zeros_like(nodes[i])
+                    for c in reversed(numeric[(li, i, o)]):
+                        v = v * nodes[i] + c
+                    out[o] = out[o] + v
+        n_sum, n_mult = model.widths[li + 1]
+        nodes = out[:n_sum] + [out[n_sum + 2 * j] * out[n_sum + 2 * j + 1]
+                               for j in range(n_mult)]
+    return torch.stack(nodes, 1)
+
+
+def _refine_fit(model, X, target, steps, numeric):
+    params = _symbolic_params(model)
+    den = float((target * target).mean()) or 1.0
+    return _lbfgs(params, lambda: ((_formula_forward(model, X, numeric) - target) ** 2).mean()
+                  / den, steps)
+
+
+class _FormulaModule(torch.nn.Module):
+    """The composed formula as a module (no ``forward_jet``: the operators fall back to
+    autograd, which is cheap here since no spline basis is evaluated)."""
+
+    def __init__(self, model, numeric):
+        super().__init__()
+        self.inner = model
+        self.numeric = numeric
+
+    def forward(self, x):
+        return _formula_forward(self.inner, x, self.numeric)
+
+
+def _refine_pde(model, problem, result, steps, seed, numeric, n_points=1024):
+    try:
+        from ..solver.loss import Collocation, PINNLoss
+    except ImportError:  # pragma: no cover
+        return None
+    opts = getattr(result, "options", {}) or {}
+    params = {}
+    learned = (getattr(result, "metrics", {}) or {}).get("parameters") or {}
+    for k, v in problem.parameters.items():
+        params[k] = torch.tensor(float(learned.get(k, v)), dtype=_DT)
+    try:
+        colloc = Collocation(problem, n_points, max(64, n_points // 4), "sobol", seed, _DT,
+                             torch.device("cpu"))
+        loss = PINNLoss(problem, _FormulaModule(model, numeric), colloc, params,
+                        opts.get("weights"))
+    except Exception:  # noqa: BLE001 - the PDE refinement is an extra, never a failure
+        return None
+    return _lbfgs(_symbolic_params(model), lambda: loss.loss()[0], steps)
+
+
+def _exact(problem, X):
+    if problem is None or getattr(problem, "exact", None) is None:
+        return None
+    try:
+        with torch.no_grad():
+            return problem.exact_values(X).to(_DT)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _rel(exprs, symbols, X, ref):
+    """Relative L2 of the formulas (one per output) against ref (N, m)."""
+    num = den = 0.0
+    cols = [X[:, k] for k in range(X.shape[1])]
+    for k, e in enumerate(exprs):
+        try:
+            with torch.no_grad():
+                v = expr_to_torch(e, symbols)(*cols).reshape(-1)
+        except Exception:  # noqa: BLE001
+            return math.inf
+        r = ref[:, k].reshape(-1)
+        if not bool(torch.isfinite(v).all()):
+            return math.inf
+        num += float(((v - r) ** 2).sum())
+        den += float((r * r).sum())
+    return math.sqrt(num / den) if den > 0 else math.sqrt(num)
+
+
+def _clean_one(expr, symbols, X, tol, snap_tol):
+    e = expr
+    try:
+        ex = _expand_top(e)
+        if sympy.count_ops(ex) <= 1.5 * sympy.count_ops(e) + 10:
+            e = ex
+    except Exception:  # noqa: BLE001
+        pass
+    return clean_expr(e, symbols, X, tol, snap_tol=snap_tol, max_denominator=8)
+
+
+def _expand_top(e):
+    """Distribute products over sums at the top level only (inner arguments such as
+    ``exp(-(a*x+b)**2)`` keep their shape)."""
+    return sympy.expand(e, deep=False, power_exp=False, power_base=False, log=False,
+                        multinomial=False)
