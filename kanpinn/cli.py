@@ -86,9 +86,6 @@ def _cmd_solve(args):
     from .problem_file import load_problem
     problem = load_problem(args.problem)
     result, _, _ = _solve_one(problem, args.solver, args.set, quiet_progress=False)
-    l2 = result.metrics.get("l2_relative")
-    if isinstance(l2, (int, float)):
-        print(f"relative L2 error: {l2:.4e}")
     print(_report(result))
     if "parameters" in result.metrics:
         for k, v in result.metrics["parameters"].items():
@@ -191,13 +188,27 @@ def _cmd_symbolify(args):
         return _fail("symbolic recovery is not available in this installation "
                      "(kanpinn.symbolic.symbolify is missing)", 1)
     result = load(args.run)
+    if args.problem:
+        from .problem_file import load_problem
+        result.problem = load_problem(args.problem)     # PDE-aware refinement and polishing
     kwargs = {}
     if result.variables:
         kwargs["variables"] = list(result.variables)
     if args.allow_numeric:
         kwargs["allow_numeric"] = True
+    import time
+    t0 = time.perf_counter()
     expr = symbolify(result, **kwargs)
+    elapsed = time.perf_counter() - t0
+    import sympy
     print(expr)
+    print(f"LaTeX: {sympy.latex(expr)}")
+    if result.test_x is not None and result.test_u is not None and not isinstance(expr, sympy.Matrix):
+        from .symbolic.clean import relative_l2
+        syms = [sympy.Symbol(v) for v in (result.variables or [])]
+        err = relative_l2(expr, syms, result.test_x, result.test_u.reshape(-1))
+        print(f"relative L2 error of the formula against the exact solution: {err:.3e}")
+    print(f"recovered in {elapsed:.1f} s")
     return 0
 
 
@@ -246,6 +257,7 @@ def _parser():
     sy = sub.add_parser("symbolify", help="print the closed-form formula of a KAN result")
     sy.add_argument("run")
     sy.add_argument("--allow-numeric", action="store_true", help="keep edges no library function fits as numbers")
+    sy.add_argument("--problem", help="the problem file the run solved: enables PDE-aware refinement")
     sy.set_defaults(func=_cmd_symbolify)
 
     b = sub.add_parser("bench", help="run the benchmark suite (problems x solvers)")

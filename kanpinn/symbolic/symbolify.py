@@ -232,8 +232,9 @@ def _symbolify(result_or_model, library, variables, x, n_samples, required_deriv
         errors["clean_vs_model"] = _rel(out, symbols, Xt, u_model)
         if exact is not None:
             errors["clean_vs_exact"] = _rel(out, symbols, Xt, exact)
-        if problem is not None:
-            out = [_pde_polish(r, symbols, problem, result_or_model, seed, X) for r in out]
+        if problem is not None or len(out) == 1:
+            out = [_polish(r, symbols, problem, result_or_model, seed, X, Xt, u_model, tol)
+                   for r in out]
             errors["clean_vs_model"] = _rel(out, symbols, Xt, u_model)
             if exact is not None:
                 errors["clean_vs_exact"] = _rel(out, symbols, Xt, exact)
@@ -500,26 +501,40 @@ class _ExprModule(torch.nn.Module):
         return out.reshape(-1, 1) + 0 * x[:, :1]
 
 
-def _pde_polish(expr, symbols, problem, result, seed, X, snap_tol=1e-3, n_points=512):
-    """Judge snapping by the PDE, not by closeness to the network: snap every constant
-    with a looser tolerance, expand and combine powers (exp(-t)·exp(t) = 1), drop the
-    terms that became negligible, snap again, and keep the result only when its own PDE
-    residual and condition misfits (the PINN loss) are no larger than the input's."""
+def _pde_judge(problem, result, symbols, seed, n_points=512):
+    """loss_of(expr): the PINN loss (PDE residual and condition misfits) of a formula."""
+    from ..solver.loss import Collocation, PINNLoss
+    opts = getattr(result, "options", {}) or {}
+    learned = (getattr(result, "metrics", {}) or {}).get("parameters") or {}
+    params = {k: torch.tensor(float(learned.get(k, v)), dtype=_DT) for k, v in problem.parameters.items()}
+    colloc = Collocation(problem, n_points, max(64, n_points // 4), "sobol", seed + 1, _DT,
+                         torch.device("cpu"))
+
+    def loss_of(e):
+        with torch.enable_grad():
+            value = PINNLoss(problem, _ExprModule(e, symbols), colloc, params, opts.get("weights")).loss()[0]
+        v = float(value.detach())
+        return v if math.isfinite(v) else math.inf
+    return loss_of
+
+
+def _polish(expr, symbols, problem, result, seed, X, Xt, u_model, tol, snap_tol=1e-3):
+    """Snap the structure, then judge by the PDE when the problem is known (not by
+    closeness to the network): snap constants inside function arguments with a looser
+    tolerance, expand and combine powers (exp(-t)·exp(t) = 1), drop the terms that became
+    negligible, snap the coefficients, and keep the result only when its own PINN loss is
+    no larger than the input's. Without the problem (a loaded run), the result must stay
+    within ``tol`` of the network, like any cleaning step."""
     try:
-        from ..solver.loss import Collocation, PINNLoss
-        opts = getattr(result, "options", {}) or {}
-        learned = (getattr(result, "metrics", {}) or {}).get("parameters") or {}
-        params = {k: torch.tensor(float(learned.get(k, v)), dtype=_DT) for k, v in problem.parameters.items()}
-        colloc = Collocation(problem, n_points, max(64, n_points // 4), "sobol", seed + 1, _DT,
-                             torch.device("cpu"))
+        if problem is not None:
+            loss_of = _pde_judge(problem, result, symbols, seed)
+            base = loss_of(expr)
 
-        def loss_of(e):
-            with torch.enable_grad():
-                value = PINNLoss(problem, _ExprModule(e, symbols), colloc, params, opts.get("weights")).loss()[0]
-            v = float(value.detach())
-            return v if math.isfinite(v) else math.inf
-
-        base = loss_of(expr)
+            def accept(e):
+                return loss_of(e) <= base * (1 + 1e-6) + 1e-24
+        else:
+            def accept(e):
+                return _rel([e], symbols, Xt, u_model) <= max(tol, _rel([expr], symbols, Xt, u_model))
         P = np.asarray(X, dtype=np.float64)
         # 1. constants inside function arguments (rates, frequencies) define the structure
         inner = {}
@@ -534,7 +549,7 @@ def _pde_polish(expr, symbols, problem, result, seed, X, snap_tol=1e-3, n_points
         cand = sympy.powsimp(sympy.expand(cand, power_base=False, log=False), combine="exp")
         cand = drop_small_terms(cand, symbols, P, 1e-2 * snap_tol)
         cand = snap_constants(cand, snap_tol, 12, (sympy.pi,))
-        if cand != expr and loss_of(cand) <= base * (1 + 1e-6) + 1e-24:
+        if cand != expr and accept(cand):
             return cand
     except Exception:  # noqa: BLE001 - polishing is an extra: keep the verified formula
         pass
