@@ -19,6 +19,7 @@ import sys
 import time
 
 from .errors import KanpinnError
+from .kan_tools import flops_or_none as _flops
 
 __all__ = ["main"]
 
@@ -108,18 +109,6 @@ def _close(fig):
     except Exception:  # noqa: BLE001
         pass
 
-
-def _flops(model):
-    """Forward FLOPs per point: the model's own ``flops_per_point()``, else kan_tools'
-    count for KAN/MLP, else None (shown as "-")."""
-    try:
-        method = getattr(model, "flops_per_point", None)
-        if callable(method):
-            return int(method())
-        from .kan_tools import flops_per_point
-        return int(flops_per_point(model))
-    except Exception:  # noqa: BLE001 - a model that cannot count: leave blank
-        return None
 
 
 def _cmd_compare(args):

@@ -293,3 +293,15 @@ def flops_per_point(model, **kwargs):
     if hasattr(model, "layers") and hasattr(model, "widths"):
         return kan_flops_per_point(model, **kwargs)
     raise KanpinnError(f"flops_per_point supports KAN and MLP models, got {type(model).__name__}")
+
+
+def flops_or_none(model):
+    """Forward FLOPs per point: the model's own ``flops_per_point()``, else the KAN/MLP
+    count, else None (a model that cannot be counted is shown as "-" in tables)."""
+    try:
+        method = getattr(model, "flops_per_point", None)
+        if callable(method):
+            return int(method())
+        return int(flops_per_point(model))
+    except Exception:  # noqa: BLE001 - counting is informative only
+        return None

@@ -25,6 +25,7 @@ import warnings
 
 import numpy as np
 import torch
+from ..kan_tools import flops_or_none as _flops
 
 __all__ = ["find_problems", "find_solvers", "run_suite", "ratios", "SUITE_COLUMNS", "QUICK_OVERRIDES"]
 
@@ -106,16 +107,6 @@ def _stretch(options, factor):
             opts[key] = int(math.ceil(int(v) * factor))
     return opts
 
-
-def _flops(model):
-    try:
-        method = getattr(model, "flops_per_point", None)
-        if callable(method):
-            return int(method())
-        from ..kan_tools import flops_per_point
-        return int(flops_per_point(model))
-    except Exception:  # noqa: BLE001 - a model that cannot count: leave blank
-        return None
 
 
 def _run_one(problem, factory, options, seed=0):
