@@ -55,7 +55,7 @@ class KAN(nn.Module):
     """
 
     def __init__(self, widths, grid=5, k=3, basis="bspline", grid_range=(-1.0, 1.0),
-                 grid_eps=0.02, noise_scale=0.1, seed=None, dtype=None):
+                 grid_eps=1.0, noise_scale=0.1, seed=None, dtype=None):
         super().__init__()
         self.widths = parse_widths(widths)
         self.k, self.basis_kind, self.grid_eps = int(k), basis, float(grid_eps)
