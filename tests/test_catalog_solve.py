@@ -1,0 +1,34 @@
+"""Every problem in problems/ is solved to a stated tolerance within a small budget
+(relative L2 against the problem's exact solution, on the solver's dense test grid)."""
+from pathlib import Path
+
+import pytest
+
+import kanpinn as kp
+from kanpinn.problem_file import load_problem
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# problem -> (widths, grids, steps, n_interior, n_boundary, tolerance)
+BUDGETS = {
+    "poisson_1d": ([1, 3, 1], [5, 10], 20, 100, 2, 5e-5),
+    "poisson_2d": ([2, 5, 1], [5, 10], 15, 400, 80, 5e-3),
+    "poisson_2d_paper": ([2, 5, 1], [5, 10], 15, 400, 80, 2e-2),
+    "helmholtz_2d": ([2, 6, 1], [5, 10], 20, 800, 160, 1.5e-1),
+    "heat_1d": ([2, 5, 1], [5, 10], 15, 400, 80, 2e-3),
+    "diffusion_1d": ([2, 5, 1], [5, 10], 15, 400, 80, 2e-3),
+    "poisson_3d_sines": ([3, 3, 1], [5], 15, 600, 300, 2e-2),
+}
+
+
+def test_every_problem_file_has_a_budget():
+    assert sorted(p.stem for p in (ROOT / "problems").glob("*.py")) == sorted(BUDGETS)
+
+
+@pytest.mark.parametrize("name", sorted(BUDGETS))
+def test_problem_solves_to_tolerance(name):
+    widths, grids, steps, n_int, n_bnd, tol = BUDGETS[name]
+    problem = load_problem(ROOT / "problems" / f"{name}.py")
+    res = kp.solve(problem, kp.KAN(widths, k=5, seed=0), grids=grids, steps=steps, n_interior=n_int,
+                   n_boundary=n_bnd, progress=False, optimizer="lm")
+    assert res.metrics["l2_relative"] < tol, (name, res.metrics["l2_relative"])
