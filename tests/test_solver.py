@@ -145,3 +145,21 @@ def test_residual_without_u_is_rejected():
     prob = kp.Problem(kp.Interval(0.0, 1.0), lambda x, u: torch.sin(x) + 0 * x, conditions=[kp.Dirichlet(0.0)])
     with pytest.raises(kp.KanpinnError, match="does not depend on u"):
         kp.solve(prob, kp.KAN([1, 2, 1]), steps=1, **FAST)
+
+
+def test_adaptive_weights_move_towards_gradient_balance():
+    res = kp.solve(poisson_1d(), kp.MLP([1, 8, 1], seed=0), optimizer="adam", steps=20, lr=1e-2,
+                   adaptive_weights={"every": 5, "alpha": 0.5}, **FAST)
+    w = res.history["weight_dirichlet"]
+    assert w[0] != w[-1] and np.all(np.isfinite(w)) and np.all(w > 0)
+
+
+def test_weights_for_unknown_terms_are_rejected():
+    with pytest.raises(kp.KanpinnError, match="unknown terms"):
+        kp.solve(poisson_1d(), kp.KAN([1, 2, 1]), weights={"dirichlett": 2.0}, steps=1, **FAST)
+
+
+def test_residual_based_resampling_changes_points_and_still_converges():
+    res = kp.solve(poisson_1d(), kp.KAN([1, 3, 1], seed=0), grids=[5, 10], steps=20,
+                   resample={"every": 5, "mode": "rad"}, **FAST)
+    assert res.metrics["l2_relative"] < 1e-3

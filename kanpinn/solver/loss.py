@@ -7,6 +7,8 @@ the loss: the form a Gauss-Newton / Levenberg-Marquardt optimiser works on.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -61,9 +63,39 @@ class PINNLoss:
 
     def __init__(self, problem, model, colloc: Collocation, params: dict, weights=None):
         self.problem, self.model, self.colloc, self.params = problem, model, colloc, params
-        self.names = None
-        self.pde_weight = 1.0 if weights is None else float(weights.get("pde", 1.0))
-        self.weights = weights or {}
+        self.weights = dict(weights or {})
+        unknown = set(self.weights) - {"pde"} - set(problem.condition_names)
+        if unknown:
+            raise KanpinnError(f"weights for unknown terms {sorted(unknown)}; terms are "
+                               f"{['pde'] + list(problem.condition_names)}")
+
+    @property
+    def pde_weight(self):
+        return float(self.weights.get("pde", 1.0))
+
+    def adapt_weights(self, params, alpha=0.1):
+        """Learning-rate annealing (Wang, Teng & Perdikaris 2021): move each condition's
+        weight towards max|∇L_pde| / mean|∇L_cond| so that no term's gradient swamps the
+        others'. Returns the new weights."""
+        blocks = self.blocks()
+        groups = {}
+        for name, w, r in blocks:
+            key = self.group[name]
+            groups[key] = groups.get(key, 0.0) + (r * r).mean()
+        def grads(term):
+            g = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+            return torch.cat([x.reshape(-1) for x in g if x is not None] or [term.new_zeros(1)]).abs()
+        if "pde" not in groups:
+            return dict(self.weights)
+        top = float(grads(groups["pde"] * self.pde_weight).max())
+        for key, term in groups.items():
+            if key == "pde":
+                continue
+            mean = float(grads(term).mean())
+            if mean > 0 and math.isfinite(top / mean):
+                old = float(self.weights.get(key, 1.0))
+                self.weights[key] = (1 - alpha) * old + alpha * (top / mean)
+        return dict(self.weights)
 
     def _u_fn(self, order):
         return lambda x: jet.evaluate(self.model, x, order)
@@ -74,18 +106,22 @@ class PINNLoss:
         x = self.colloc.interior
         u = jet.evaluate(self.model, x, 2)
         out = []
+        self.group = {}                 # block name -> "pde" or its condition's name
         terms = p.residual_terms(x, u, self.params if p.parameters else None)
         for ti, t in enumerate(terms):
             for c in range(t.shape[1]):
                 name = "pde" if len(terms) == 1 and t.shape[1] == 1 else f"pde_{ti}_{c}"
                 out.append((name, self.pde_weight, t[:, c]))
+                self.group[name] = "pde"
         for cname, cond, pts in zip(p.condition_names, p.conditions, self.colloc.conditions):
             mis = cond.misfit(self._u_fn(max(cond.jet_order, 0)), pts)
             if mis.dim() != 2:
                 raise KanpinnError(f"condition {cname} returned a misfit of shape {tuple(mis.shape)}")
             w = float(self.weights.get(cname, cond.weight))
             for c in range(mis.shape[1]):
-                out.append((cname if mis.shape[1] == 1 else f"{cname}_{c}", w, mis[:, c]))
+                bname = cname if mis.shape[1] == 1 else f"{cname}_{c}"
+                out.append((bname, w, mis[:, c]))
+                self.group[bname] = cname
         return out
 
     @staticmethod

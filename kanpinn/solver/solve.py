@@ -36,7 +36,7 @@ DEFAULTS = dict(
     device="auto", dtype="float64", seed=0, checkpoint=None, checkpoint_every=50,
     progress=True, weights=None, grid_update=True, log_every=None,
     test_points=None, max_time=None, target=None, lbfgs_history=50,
-    starts=1, start_steps=20,
+    starts=1, start_steps=20, adaptive_weights=False,
 )
 OPTIMIZERS = ("auto", "lm", "lbfgs", "adam", "adam+lbfgs")
 
@@ -132,6 +132,9 @@ class _Run:
         row.update(_errors(self.model, self.test_x, self.test_u))
         for k, v in self.params.items():
             row[f"param_{k}"] = float(v)
+        if self.opts["adaptive_weights"]:
+            for k, v in self.loss.weights.items():
+                row[f"weight_{k}"] = float(v)
         for k, v in row.items():
             self.history.setdefault(k, []).append(float(v))
         return row
@@ -146,6 +149,7 @@ class _Run:
             "train_time": self.train_time, "history": {k: list(v) for k, v in self.history.items()},
             "opt_state": self.opt_state, "lm_lam": self.lm_lam,
             "colloc_round": self.colloc.round, "interior": self.colloc.interior.detach().clone(),
+            "weights": dict(self.loss.weights),
         }
 
     def restore(self, s):
@@ -162,6 +166,7 @@ class _Run:
         self.history = {k: list(v) for k, v in s["history"].items()}
         self.opt_state, self.lm_lam = s["opt_state"], float(s["lm_lam"])
         self.colloc.sample(int(s["colloc_round"]), interior=torch.as_tensor(s["interior"]).cpu().numpy())
+        self.loss.weights = {k: float(v) for k, v in (s.get("weights") or {}).items()}
 
     def save(self):
         if self.opts["checkpoint"]:
@@ -206,6 +211,17 @@ def _resample(run, step):
         run.colloc.sample(rnd, interior=cand[idx])
     else:
         run.colloc.sample(rnd)
+
+
+def _adapt(run, step):
+    """Update the loss weights on the ``adaptive_weights`` schedule (every k steps)."""
+    spec = run.opts["adaptive_weights"]
+    if not spec:
+        return
+    spec = {"every": 50, "alpha": 0.1} if spec is True else dict(spec)
+    if step % int(spec.get("every", 50)):
+        return
+    run.loss.adapt_weights(_trainable(run), float(spec.get("alpha", 0.1)))
 
 
 def _first_order_optimizer(run, kind, lr):
@@ -278,6 +294,7 @@ def _run_lm(run, offset, n, bar):
     stalls = 0
     while run.step_in_stage < offset + n and not run.stop:
         _resample(run, run.step_in_stage)
+        _adapt(run, run.step_in_stage)
         t0 = time.perf_counter()
         loss, parts, accepted = lm.step()
         run.lm_lam = lm.lam
@@ -312,6 +329,7 @@ def _run_first_order(run, kind, offset, n, bar):
 
     while run.step_in_stage < offset + n and not run.stop:
         _resample(run, run.step_in_stage)
+        _adapt(run, run.step_in_stage)
         t0 = time.perf_counter()
         loss = float(opt.step(closure))
         parts = {k: float(v) for k, v in closure.parts.items()}
@@ -382,7 +400,9 @@ def solve(problem, model, **options):
     ``device`` ("auto" = CUDA when present), ``dtype`` ("float64" default), ``seed``,
     ``checkpoint`` (path; resumes when it exists), ``progress``, ``weights`` (term ->
     weight), ``max_time`` (s), ``target`` (stop at this L2 error), ``starts`` (random
-    initialisations tried for ``start_steps`` steps on the first grid; the best is kept).
+    initialisations tried for ``start_steps`` steps on the first grid; the best is kept),
+    ``adaptive_weights`` (True or {"every": k, "alpha": a}: learning-rate annealing of the
+    condition weights, Wang et al. 2021).
 
     Example::
 
