@@ -10,6 +10,7 @@ LM's damping is carried over, as a scale only.
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 
@@ -123,6 +124,7 @@ class _Run:
         self.opt_state = None
         self.lm_lam = 1e-3
         self.diverged = False
+        self.stop = False
         self.notes = []
 
     # ------------------------------------------------------------------ history
@@ -404,10 +406,18 @@ def solve(problem, model, **options):
     ``adaptive_weights`` (True or {"every": k, "alpha": a}: learning-rate annealing of the
     condition weights, Wang et al. 2021).
 
-    Example::
+    Example (tiny and fast; real runs use e.g. ``grids=[5, 10, 20], steps=100``):
 
-        result = kp.solve(problem, kp.KAN([2, 10, 1]), grids=[5, 10, 20], steps=100)
-        print(result.metrics["l2_relative"])
+    >>> pi = torch.pi
+    >>> problem = kp.Problem(kp.Interval(0, 1),
+    ...                      lambda x, u: kp.partial(u, x, 0, 2) + pi**2 * torch.sin(pi * x),
+    ...                      [kp.Dirichlet(0.0)], exact=lambda x: torch.sin(pi * x))
+    >>> result = kp.solve(problem, kp.KAN([1, 3, 1], grid=3, seed=0), grids=[3], steps=2,
+    ...                   n_interior=20, n_boundary=2, progress=False)
+    >>> type(result).__name__, isinstance(result.metrics["l2_relative"], float)
+    ('Result', True)
+    >>> result.predict(np.array([[0.25], [0.5]])).shape
+    (2, 1)
     """
     from ..problem import Problem
     from ..result import Result
@@ -423,23 +433,19 @@ def solve(problem, model, **options):
         raise KanpinnError(f"the model takes {width_in} inputs but the domain has {d} variables {problem.variables}")
     torch.manual_seed(int(opts["seed"] or 0))
     pre_time = 0.0
-    if int(opts["starts"]) > 1 and not (opts["checkpoint"] and __import__("os").path.exists(opts["checkpoint"])):
+    resuming = bool(opts["checkpoint"]) and os.path.exists(opts["checkpoint"])
+    if int(opts["starts"]) > 1 and not resuming:
         pre_time = _multi_start(problem, model, options, opts)
     run = _Run(problem, model, opts)
     run.train_time = pre_time
-    run.stop = False
     is_kan = _is_kan(model)
     grids = list(opts["grids"]) if (is_kan and opts["grids"]) else [None]
     if not is_kan and opts["grids"] and len(opts["grids"]) > 1:
         warnings.warn("grids only apply to KANs; the MLP trains in one stage", SolverWarning)
 
-    resumed = False
-    if opts["checkpoint"]:
-        import os
-        if os.path.exists(opts["checkpoint"]):
-            run.restore(load_checkpoint(opts["checkpoint"]))
-            resumed = True
-    if is_kan and not resumed:
+    if resuming:
+        run.restore(load_checkpoint(opts["checkpoint"]))
+    if is_kan and not resuming:
         with torch.no_grad():
             if not pre_time:            # a multi-start winner already sits on the domain
                 model.set_input_range(problem.domain.lo, problem.domain.hi)
@@ -456,6 +462,9 @@ def solve(problem, model, **options):
     try:
         while run.stage < len(grids) and not run.stop:
             if run.step_in_stage == 0:
+                # checkpoint before preparing the stage: a resumed run repeats exactly the
+                # same preparation (grid refits are not bit-idempotent)
+                run.save()
                 t0 = time.perf_counter()
                 if is_kan and grids[run.stage] is not None and grids[run.stage] != model.layers[0].basis.grid:
                     model.extend_grid(grids[run.stage], run.colloc.interior.detach())
@@ -467,7 +476,6 @@ def solve(problem, model, **options):
                     with torch.no_grad():
                         total0, parts0 = run.loss.loss()
                     run.log(float(total0), {k: float(v) for k, v in parts0.items()})
-                run.save()
             _run_stage(run, bar)
             if run.stop:
                 break
