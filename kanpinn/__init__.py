@@ -22,7 +22,28 @@ from .result import Result, load
 
 
 def symbolify(result_or_model, library=None, variables=None, **options):
-    """Closed-form sympy expression of a trained KAN (see ``kanpinn.symbolic``)."""
+    """Closed-form sympy expression of a trained KAN (see ``kanpinn.symbolic``).
+
+    ``result_or_model``: a :class:`Result` (variables from its domain) or a ``KAN`` with
+    d inputs (then ``variables`` names them). Returns a ``sympy.Expr`` in those symbols
+    (a column ``sympy.Matrix`` of m entries for m outputs). Options: see
+    ``kanpinn.symbolic.symbolify_report`` (e.g. ``allow_numeric=True`` keeps edges that
+    no library function fits as polynomials).
+
+    Example (fit a one-edge KAN to x^2, then read the formula back):
+
+    >>> model = kp.KAN([1, 1], grid=5, seed=0)
+    >>> x = torch.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> opt = torch.optim.LBFGS(model.parameters(), max_iter=50, line_search_fn="strong_wolfe")
+    >>> def closure():
+    ...     opt.zero_grad()
+    ...     loss = ((model(x) - x**2) ** 2).mean()
+    ...     loss.backward()
+    ...     return loss
+    >>> _ = opt.step(closure)
+    >>> kp.symbolify(model, variables=["x"])
+    x**2
+    """
     from .symbolic import symbolify as _symbolify
     return _symbolify(result_or_model, library=library, variables=variables, **options)
 

@@ -284,7 +284,25 @@ class _BoundaryCondition(Condition):
 
 class Dirichlet(_BoundaryCondition):
     """u = value on the boundary (or the part selected by ``on``). Misfit (M, k):
-    u - value, k = number of outputs (1 with ``component=``)."""
+    u - value, k = number of outputs (1 with ``component=``).
+
+    ``value``: a number or a callable x (M, d) -> (M, 1) tensor; ``on``: None (whole
+    boundary) or a callable x (M, d) -> bool (M,). ``sample`` returns {"x": (M, d)}.
+
+    Example:
+
+    >>> square = kp.Rectangle([0, 0], [1, 1])
+    >>> bc = kp.Dirichlet(0.0)
+    >>> pts = bc.sample(square, 8, seed=0)
+    >>> pts["x"].shape
+    (8, 2)
+    >>> u_fn = lambda x: x[:, 0:1] * (1 - x[:, 0:1]) * x[:, 1:2] * (1 - x[:, 1:2])
+    >>> bc.misfit(u_fn, pts).abs().max() < 1e-6     # u vanishes on the boundary
+    tensor(True)
+    >>> top = kp.Dirichlet(lambda x: torch.sin(torch.pi * x[:, 0:1]), on=lambda x: x[:, 1] > 0.999)
+    >>> top.sample(square, 5, seed=0)["x"][:, 1]
+    array([1., 1., 1., 1., 1.])
+    """
 
     jet_order = 0
 
@@ -304,7 +322,25 @@ class Dirichlet(_BoundaryCondition):
 
 class Neumann(_BoundaryCondition):
     """du/dn = value on the boundary, n the outward unit normal (spatial; zero t part
-    on a SpaceTime). Misfit (M, k): grad u . n - value."""
+    on a SpaceTime). Misfit (M, k): grad u . n - value.
+
+    ``value``/``on`` as for :class:`Dirichlet`. ``sample`` returns {"x": (M, d),
+    "normals": (M, d)}.
+
+    Example:
+
+    >>> square = kp.Rectangle([0, 0], [1, 1])
+    >>> bc = kp.Neumann(2.0, on=lambda x: x[:, 0] > 0.999)   # the face x = 1
+    >>> pts = bc.sample(square, 4, seed=0)
+    >>> pts["normals"]
+    array([[1., 0.],
+           [1., 0.],
+           [1., 0.],
+           [1., 0.]])
+    >>> u_fn = lambda x: x[:, 0:1] ** 2 + x[:, 1:2]            # du/dx = 2 at x = 1
+    >>> bc.misfit(u_fn, pts).abs().max() < 1e-6
+    tensor(True)
+    """
 
     jet_order = 1
     needs_normals = True
@@ -326,7 +362,19 @@ class Neumann(_BoundaryCondition):
 
 class Robin(_BoundaryCondition):
     """a u + b du/dn = value on the boundary. ``a``, ``b`` and ``value`` are numbers or
-    callables x -> (M, 1). Misfit (M, k): a u + b du/dn - value."""
+    callables x -> (M, 1). Misfit (M, k): a u + b du/dn - value.
+
+    ``sample`` returns {"x": (M, d), "normals": (M, d)}.
+
+    Example (u = x on [0, 1]: u + du/dn is 0 - 1 at x = 0 and 1 + 1 at x = 1):
+
+    >>> bc = kp.Robin(1.0, 1.0, value=0.0)
+    >>> pts = bc.sample(kp.Interval(0, 1), 2)
+    >>> pts["x"].tolist(), pts["normals"].tolist()
+    ([[0.0], [1.0]], [[-1.0], [1.0]])
+    >>> bc.misfit(lambda x: x, pts).tolist()
+    [[-1.0], [2.0]]
+    """
 
     needs_normals = True
 
@@ -366,6 +414,20 @@ class Periodic(Condition):
     ``sample`` returns matched points: ``x_lo`` (M, d) on the low face and ``x_hi`` the
     same points moved to the high face (``x`` is ``x_lo``). Misfit (M, m(1+derivatives)):
     the differences [u, d u/d var, ...](x_lo) - [...](x_hi).
+
+    Example:
+
+    >>> square = kp.Rectangle([0, 0], [1, 1])
+    >>> bc = kp.Periodic("x")
+    >>> pts = bc.sample(square, 6, seed=0)
+    >>> pts["x_lo"][:, 0], pts["x_hi"][:, 0]
+    (array([0., 0., 0., 0., 0., 0.]), array([1., 1., 1., 1., 1., 1.]))
+    >>> u_fn = lambda x: torch.sin(2 * torch.pi * x[:, 0:1]) * x[:, 1:2]
+    >>> m = bc.misfit(u_fn, pts)
+    >>> m.shape                              # u and du/dx on both faces
+    torch.Size([6, 2])
+    >>> m.abs().max() < 1e-5
+    tensor(True)
     """
 
     def __init__(self, variable: str, weight: float = 1.0, *, derivatives: int = 1, name=None):
@@ -441,7 +503,24 @@ class Periodic(Condition):
 
 class Initial(Condition):
     """d^k u/dt^k = value at t = t0 of a SpaceTime (k = ``derivative``, default 0: u
-    itself). Misfit (M, m) or (M, 1) with ``component=``."""
+    itself). Misfit (M, m) or (M, 1) with ``component=``.
+
+    ``value``: a number or a callable x (M, d) -> (M, 1). ``sample`` returns
+    {"x": (M, d)} with the last (t) column equal to t0.
+
+    Example:
+
+    >>> domain = kp.SpaceTime(kp.Interval(0, 1), t=(0, 1))
+    >>> ic = kp.Initial(lambda x: torch.sin(torch.pi * x[:, 0:1]))
+    >>> pts = ic.sample(domain, 5, seed=0)
+    >>> pts["x"][:, 1]
+    array([0., 0., 0., 0., 0.])
+    >>> u_fn = lambda x: torch.sin(torch.pi * x[:, 0:1]) * torch.exp(-x[:, 1:2])
+    >>> ic.misfit(u_fn, pts).abs().max() < 1e-6
+    tensor(True)
+    >>> kp.Initial(0.0, derivative=1).name     # du/dt = 0 at t = t0
+    'initial_t'
+    """
 
     def __init__(self, value=0.0, derivative: int = 0, weight: float = 1.0, *, component=None, name=None):
         if isinstance(derivative, bool) or not isinstance(derivative, numbers.Integral) or derivative < 0:
@@ -489,7 +568,17 @@ class Initial(Condition):
 class Data(Condition):
     """Observations: u(points) = values. ``points`` (N, d) and ``values`` (N, m) arrays
     or tensors ((N,) is read as one column). ``sample`` ignores ``n`` and returns the
-    fixed points. Misfit (N, m): u(points) - values."""
+    fixed points. Misfit (N, m): u(points) - values.
+
+    Example:
+
+    >>> obs = kp.Data([[0.0], [0.5], [1.0]], [0.0, 1.0, 0.0])
+    >>> obs.points.shape, obs.values.shape
+    ((3, 1), (3, 1))
+    >>> pts = obs.sample(kp.Interval(0, 1))
+    >>> obs.misfit(lambda x: 4 * x * (1 - x), pts).tolist()
+    [[0.0], [0.0], [0.0]]
+    """
 
     jet_order = 0
 

@@ -363,6 +363,21 @@ class Box(Domain):
 
     Variables are ``x, y, z`` (the first d of them) for d <= 3 and ``x1 ... xd`` above,
     unless ``variables=`` names them.
+
+    ``lo``, ``hi``: sequences of d numbers with ``lo < hi`` in every direction. Sampling
+    returns float64 arrays of shape (n, d), one column per variable.
+
+    Example:
+
+    >>> box = kp.Box([0, 0, 0, 0], [1, 1, 1, 2])
+    >>> box.variables, box.dim
+    (('x1', 'x2', 'x3', 'x4'), 4)
+    >>> box.sample_interior(16, "sobol", seed=0).shape
+    (16, 4)
+    >>> kp.Box([0, 0, 0], [1, 1, 1]).variables
+    ('x', 'y', 'z')
+    >>> box.volume
+    2.0
     """
 
     def __init__(self, lo, hi, variables: Sequence[str] | None = None):
@@ -478,7 +493,31 @@ class Box(Domain):
 
 
 class Rectangle(Box):
-    """``[lo[0], hi[0]] x [lo[1], hi[1]]`` with variables ``x, y``."""
+    """``[lo[0], hi[0]] x [lo[1], hi[1]]`` with variables ``x, y``.
+
+    ``lo``, ``hi``: two numbers each. Points are float64 arrays of shape (n, 2) with
+    columns (x, y); boundary points come face by face (x-low, x-high, y-low, y-high).
+
+    Example:
+
+    >>> rect = kp.Rectangle([0, 0], [1, 1])
+    >>> rect.variables
+    ('x', 'y')
+    >>> rect.sample_interior(100, "sobol", seed=0).shape
+    (100, 2)
+    >>> rect.sample_interior(9, "grid")       # 3 x 3 mesh, edges included
+    array([[0. , 0. ],
+           [0. , 0.5],
+           [0. , 1. ],
+           [0.5, 0. ],
+           [0.5, 0.5],
+           [0.5, 1. ],
+           [1. , 0. ],
+           [1. , 0.5],
+           [1. , 1. ]])
+    >>> rect.sample_boundary(40, "uniform", seed=0).shape
+    (40, 2)
+    """
 
     def __init__(self, lo, hi, variables: Sequence[str] | None = None):
         for name, v in (("lo", lo), ("hi", hi)):
@@ -496,7 +535,20 @@ class Rectangle(Box):
 
 
 class Interval(Box):
-    """``[a, b]`` with variable ``x``. Its boundary is the two end points."""
+    """``[a, b]`` with variable ``x``. Its boundary is the two end points.
+
+    Points are float64 arrays of shape (n, 1).
+
+    Example:
+
+    >>> line = kp.Interval(0, 1)
+    >>> line.variables, line.dim
+    (('x',), 1)
+    >>> line.sample_interior(5, "grid")[:, 0]
+    array([0.  , 0.25, 0.5 , 0.75, 1.  ])
+    >>> line.sample_boundary(4)[:, 0]           # the end points, alternating
+    array([0., 1., 0., 1.])
+    """
 
     def __init__(self, a, b, variables: Sequence[str] | None = None):
         a = _as_scalar(a, "a", "Interval")
@@ -524,7 +576,24 @@ class Interval(Box):
 
 
 class Disk(Domain):
-    """Closed disk ``|x - center| <= radius`` with variables ``x, y``."""
+    """Closed disk ``|x - center| <= radius`` with variables ``x, y``.
+
+    ``center``: two numbers; ``radius`` > 0. Points are float64 arrays of shape (n, 2);
+    ``normals(x)`` (n, 2) are the outward radial unit vectors.
+
+    Example:
+
+    >>> disk = kp.Disk([0, 0], 1.0)
+    >>> disk.variables
+    ('x', 'y')
+    >>> pts = disk.sample_boundary(8, "uniform", seed=0)
+    >>> pts.shape
+    (8, 2)
+    >>> bool(np.allclose(np.hypot(pts[:, 0], pts[:, 1]), 1.0))
+    True
+    >>> disk.contains([[0.5, 0.5], [1.0, 1.0]])
+    array([ True, False])
+    """
 
     def __init__(self, center, radius, variables: Sequence[str] | None = None):
         center = _as_vector(center, "center", "Disk")
@@ -611,6 +680,20 @@ class SpaceTime(Domain):
     boundary conditions live; ``sample_initial`` gives the slice t = t0 for
     :class:`~kanpinn.conditions.Initial`. Interior sobol/lhs points are drawn jointly in
     dim + 1 dimensions, so they are low-discrepancy in space-time, not a product.
+
+    Points are float64 arrays of shape (n, space.dim + 1), the last column being t.
+
+    Example:
+
+    >>> st = kp.SpaceTime(kp.Interval(0, 1), t=(0, 2))
+    >>> st.variables, st.dim
+    (('x', 't'), 2)
+    >>> st.sample_interior(32, seed=0).shape
+    (32, 2)
+    >>> st.sample_initial(3, "grid")          # the slice t = t0
+    array([[0. , 0. ],
+           [0.5, 0. ],
+           [1. , 0. ]])
     """
 
     def __init__(self, space: Domain, t=(0.0, 1.0)):

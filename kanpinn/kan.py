@@ -48,10 +48,15 @@ class KAN(nn.Module):
         grid_eps: weight of the uniform grid in ``update_grid`` (0 = pure quantiles);
         seed: makes the initialisation repeatable.
 
-    Example::
+    Example:
 
-        model = KAN([2, 10, 1], grid=5, k=3)
-        u = model(torch.rand(100, 2))            # (100, 1)
+    >>> model = kp.KAN([2, 10, 1], grid=5, k=3, seed=0)
+    >>> model(torch.rand(100, 2)).shape      # (N, 2) -> (N, 1)
+    torch.Size([100, 1])
+    >>> x = torch.rand(50, 2) * 2 - 1
+    >>> model = model.extend_grid(10, x)     # finer grid (G = 10), same function
+    >>> kp.KAN([2, [0, 1], 1])(torch.rand(4, 2)).shape   # one multiplication node
+    torch.Size([4, 1])
     """
 
     def __init__(self, widths, grid=5, k=3, basis="bspline", grid_range=(-1.0, 1.0),

@@ -50,9 +50,11 @@ class MLP(nn.Module):
 
     Xavier-normal weights and zero biases (the usual PINN setup, as in DeepXDE).
 
-    Example::
+    Example:
 
-        model = MLP([2, 50, 50, 50, 50, 1], activation="tanh")
+    >>> model = kp.MLP([2, 50, 50, 50, 50, 1], activation="tanh", seed=0)
+    >>> model(torch.rand(100, 2)).shape      # (N, 2) -> (N, 1)
+    torch.Size([100, 1])
     """
 
     def __init__(self, widths, activation="tanh", seed=None, dtype=None):

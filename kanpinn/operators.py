@@ -37,7 +37,18 @@ def _autograd(y: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def grad(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Gradient of a scalar field. u: (N, 1), x: (N, d) -> (N, d)."""
+    """Gradient of a scalar field. u: (N, 1), x: (N, d) -> (N, d).
+
+    ``x`` must require grad and ``u`` be computed from it; the result keeps its graph,
+    so it can enter a loss.
+
+    Example (u = x^2 y, grad u = (2 x y, x^2)):
+
+    >>> x = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    >>> u = x[:, 0:1] ** 2 * x[:, 1:2]
+    >>> kp.grad(u, x).tolist()
+    [[4.0, 1.0], [24.0, 9.0]]
+    """
     _check(u, x, "grad")
     jet = lookup(u, x)
     if jet is not None:
@@ -46,7 +57,22 @@ def grad(u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def partial(u: torch.Tensor, x: torch.Tensor, i: int, order: int = 1) -> torch.Tensor:
-    """∂^order u / ∂x_i^order. u: (N, 1), x: (N, d) -> (N, 1)."""
+    """∂^order u / ∂x_i^order. u: (N, 1), x: (N, d) -> (N, 1).
+
+    ``i`` is the column of ``x`` (negative counts from the end, so ``-1`` is t on a
+    SpaceTime); ``order`` >= 0 (0 returns ``u``).
+
+    Example (u = x^3 y):
+
+    >>> x = torch.tensor([[1.0, 2.0], [2.0, 3.0]], requires_grad=True)
+    >>> u = x[:, 0:1] ** 3 * x[:, 1:2]
+    >>> kp.partial(u, x, 0).tolist()            # 3 x^2 y
+    [[6.0], [36.0]]
+    >>> kp.partial(u, x, 0, order=2).tolist()   # 6 x y
+    [[12.0], [36.0]]
+    >>> kp.partial(u, x, -1).tolist()           # x^3
+    [[1.0], [8.0]]
+    """
     _check(u, x, "partial")
     d = x.shape[1]
     if not (-d <= i < d):
@@ -74,7 +100,20 @@ def partial(u: torch.Tensor, x: torch.Tensor, i: int, order: int = 1) -> torch.T
 
 
 def laplacian(u: torch.Tensor, x: torch.Tensor, dims=None) -> torch.Tensor:
-    """Σ_i ∂²u/∂x_i² over ``dims`` (default all columns). u: (N, 1), x: (N, d) -> (N, 1)."""
+    """Σ_i ∂²u/∂x_i² over ``dims`` (default all columns). u: (N, 1), x: (N, d) -> (N, 1).
+
+    ``dims`` (a list of column indices) restricts the sum, e.g. to the space columns of
+    a SpaceTime: ``kp.laplacian(u, x, dims=[0])`` for (x, t).
+
+    Example (u = x^2 + 3 y^2, Δu = 8):
+
+    >>> x = torch.tensor([[0.5, 1.0], [2.0, -1.0]], requires_grad=True)
+    >>> u = x[:, 0:1] ** 2 + 3 * x[:, 1:2] ** 2
+    >>> kp.laplacian(u, x).tolist()
+    [[8.0], [8.0]]
+    >>> kp.laplacian(u, x, dims=[0]).tolist()
+    [[2.0], [2.0]]
+    """
     _check(u, x, "laplacian")
     d = x.shape[1]
     dims = list(range(d)) if dims is None else [int(i) % d for i in dims]
@@ -85,7 +124,17 @@ def laplacian(u: torch.Tensor, x: torch.Tensor, dims=None) -> torch.Tensor:
 
 
 def div(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Divergence of a vector field. v: (N, d), x: (N, d) -> (N, 1)."""
+    """Divergence of a vector field. v: (N, d), x: (N, d) -> (N, 1).
+
+    Example (v = (x y, y^2), div v = y + 2 y = 3 y):
+
+    >>> x = torch.tensor([[1.0, 2.0], [3.0, -1.0]], requires_grad=True)
+    >>> v = torch.cat([x[:, 0:1] * x[:, 1:2], x[:, 1:2] ** 2], dim=1)
+    >>> kp.div(v, x).tolist()
+    [[6.0], [-3.0]]
+    >>> kp.div(kp.grad(x[:, 0:1] ** 2 * x[:, 1:2], x), x).tolist()   # = laplacian
+    [[4.0], [-2.0]]
+    """
     if v.dim() != 2 or v.shape != x.shape:
         raise KanpinnError(f"div: v must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}")
     return sum(_autograd(v[:, i:i + 1], x, "div")[:, i:i + 1] for i in range(x.shape[1]))

@@ -96,6 +96,28 @@ class Problem:
         Unknown coefficients to learn (inverse problems), name -> initial value.
     name : str, optional
         Label used in results and reports (default ``"problem"``).
+
+    Example (-u'' = pi^2 sin(pi x) on [0, 1], u(0) = u(1) = 0):
+
+    >>> pi = torch.pi
+    >>> def residual(x, u):                   # x: (N, 1), u: (N, 1) -> (N, 1)
+    ...     return kp.partial(u, x, 0, order=2) + pi**2 * torch.sin(pi * x)
+    >>> problem = kp.Problem(kp.Interval(0, 1), residual, [kp.Dirichlet(0.0)],
+    ...                      exact=lambda x: torch.sin(pi * x), name="poisson1d")
+    >>> problem.variables, problem.condition_names, problem.n_outputs
+    (('x',), ['dirichlet'], 1)
+    >>> x = torch.linspace(0, 1, 5).reshape(-1, 1).requires_grad_()
+    >>> terms = problem.residual_terms(x, torch.sin(pi * x))   # the exact solution
+    >>> [tuple(t.shape) for t in terms], bool(terms[0].abs().max() < 1e-4)
+    ([(5, 1)], True)
+
+    An inverse problem: the residual receives the learned coefficients ``p``.
+
+    >>> inverse = kp.Problem(kp.Interval(0, 1),
+    ...                      lambda x, u, p: p["k"] * kp.partial(u, x, 0, 2) + 1.0,
+    ...                      [kp.Data([[0.5]], [[0.125]])], parameters={"k": 0.5})
+    >>> inverse.parameters
+    {'k': 0.5}
     """
 
     def __init__(self, domain, residual, conditions=(), exact=None, parameters=None, name=None):

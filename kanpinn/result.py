@@ -97,6 +97,28 @@ class Result:
     (dict of the solve options), ``variables`` (input names), ``domain_spec`` (JSON dict
     of the domain), ``test_x`` (M, d) / ``test_u`` (M, m) numpy arrays of the reference
     solution on test points (None when unknown).
+
+    ``predict(x)``: (N, d) numpy array or tensor -> (N, m) numpy array. ``history``
+    entries all have one value per recorded step.
+
+    Example (a tiny, fast solve; real runs use more steps and points):
+
+    >>> pi = torch.pi
+    >>> problem = kp.Problem(kp.Interval(0, 1),
+    ...                      lambda x, u: kp.partial(u, x, 0, 2) + pi**2 * torch.sin(pi * x),
+    ...                      [kp.Dirichlet(0.0)], exact=lambda x: torch.sin(pi * x))
+    >>> result = kp.solve(problem, kp.KAN([1, 3, 1], grid=3, seed=0), grids=[3], steps=2,
+    ...                   n_interior=20, n_boundary=2, progress=False)
+    >>> result.variables
+    ('x',)
+    >>> result.predict(np.linspace(0, 1, 7).reshape(-1, 1)).shape
+    (7, 1)
+    >>> all(k in result.history for k in ("step", "loss", "time", "l2_relative"))
+    True
+    >>> result.history["loss"].ndim, result.history["loss"].shape == result.history["step"].shape
+    (1, True)
+    >>> isinstance(result.metrics["l2_relative"], float)
+    True
     """
 
     def __init__(self, model, problem, history, metrics, options, test_x=None, test_u=None,
@@ -263,7 +285,28 @@ def _numeric(ds, path, what):
 
 
 def load(path):
-    """Read a result written by :meth:`Result.save`; rebuilds the model (no pickle)."""
+    """Read a result written by :meth:`Result.save`; rebuilds the model (no pickle).
+
+    Returns a :class:`Result` whose ``problem`` is None; the model, history, metrics,
+    ``variables`` and test points come from the file.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> problem = kp.Problem(kp.Interval(0, 1), lambda x, u: kp.partial(u, x, 0, 2) + 1.0,
+    ...                      [kp.Dirichlet(0.0)])
+    >>> result = kp.solve(problem, kp.KAN([1, 2, 1], grid=3, seed=0), grids=[3], steps=2,
+    ...                   n_interior=20, n_boundary=2, progress=False)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "run.h5")
+    ...     _ = result.save(path)
+    ...     again = kp.load(path)
+    >>> again.problem is None, again.variables
+    (True, ('x',))
+    >>> x = np.linspace(0, 1, 5).reshape(-1, 1)
+    >>> bool(np.allclose(again.predict(x), result.predict(x)))
+    True
+    """
     import h5py
     from .models import model_from_config
     path = os.fspath(path)
