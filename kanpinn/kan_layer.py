@@ -147,9 +147,12 @@ class KANLayer(nn.Module):
         c, wb = self._weights()
         out = self._contract(first, B, c) + (S.reshape(J * n, -1) @ wb).reshape(J, n, self.out_dim)
         jets.record("kan", self, first=first, B=B, S=S, out=out)
-        y = out[0]
-        gy = out[1:1 + d].permute(1, 2, 0)
-        hy = out[1 + d:].permute(1, 2, 0) if order == 2 else None
+        # one split (its backward is one concatenation) instead of slices, whose
+        # backward zero-fills a full-size gradient for each
+        pieces = torch.split(out, [1, d, d] if order == 2 else [1, d], 0)
+        y = pieces[0][0]
+        gy = pieces[1].permute(1, 2, 0)
+        hy = pieces[2].permute(1, 2, 0) if order == 2 else None
         return self._add_symbolic(x, g, h, y, gy, hy)
 
     def _add_symbolic(self, x, g, h, y, gy, hy):

@@ -109,27 +109,28 @@ class MLP(nn.Module):
         """Value, gradient (N, m, d) and Hessian diagonal (N, m, d) w.r.t. x."""
         self._check_input(x)
         act = ACTIVATIONS[self.activation]
-        g, h = jets.identity_jet(x, order)
         d = x.shape[1]
-        # rows [value; d gradient rows; d curvature rows] share each weight matrix
-        rows = [x[None], g.permute(2, 0, 1)] + ([h.permute(2, 0, 1)] if h is not None else [])
-        Y = torch.cat(rows, 0)                                   # (J, N, width)
+        # value (N, w), gradient rows G (d, N, w) and curvature rows H (d, N, w) are kept
+        # apart: stacking them would make every backward pass zero-fill and copy slices
+        y = x
+        G = torch.eye(d, dtype=x.dtype, device=x.device)[:, None, :].expand(d, x.shape[0], d)
+        H = torch.zeros_like(G) if order >= 2 else None
         for li, lin in enumerate(self.linears):
-            out = torch.matmul(Y, lin.weight.T)
-            out = torch.cat([out[:1] + lin.bias, out[1:]], 0)
-            jets.record("linear", lin, inp=Y, out=out)
+            W = lin.weight.T
+            zy1, zG = torch.addmm(lin.bias, y, W)[None], torch.matmul(G, W)
+            zy = zy1[0]                 # the recorded (1, N, o) tensor is the one used
+            zH = torch.matmul(H, W) if H is not None else None
+            jets.record("linear", lin, inp=[y[None], G] + ([H] if H is not None else []),
+                        out=[zy1, zG] + ([zH] if zH is not None else []))
             if li == len(self.linears) - 1:
-                Y = out
+                y, G, H = zy, zG, zH
                 break
-            vals = act(out[0], max(order, 1))
-            gz = vals[1] * out[1:1 + d]
-            parts = [vals[0][None], gz]
-            if h is not None:
-                parts.append(vals[2] * out[1:1 + d] ** 2 + vals[1] * out[1 + d:])
-            Y = torch.cat(parts, 0)
-        y = Y[0]
-        g = Y[1:1 + d].permute(1, 2, 0)
-        h = Y[1 + d:].permute(1, 2, 0) if h is not None else None
+            f = act(zy, max(order, 1))
+            y, G = f[0], f[1] * zG
+            if H is not None:
+                H = f[2] * zG * zG + f[1] * zH
+        g = G.permute(1, 2, 0)
+        h = H.permute(1, 2, 0) if H is not None else None
         return y, g, h
 
     @property

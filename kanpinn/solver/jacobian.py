@@ -47,7 +47,9 @@ def _kan_jacobian(layer, t, delta):
 
 
 def _linear_jacobian(lin, t, delta):
-    inp = t["inp"]                                                    # (J, N, in)
+    inp = t["inp"]
+    if isinstance(inp, (list, tuple)):
+        inp = torch.cat(list(inp), 0)                                 # (J, N, in)
     gw = torch.einsum("jno,jni->noi", delta, inp)
     return {lin.weight: gw.reshape(gw.shape[0], -1), lin.bias: delta[0]}
 
@@ -58,8 +60,19 @@ _RULES = {"kan": _kan_jacobian, "linear": _linear_jacobian}
 def layer_jacobian(block: torch.Tensor, records, params, retain_graph=True):
     """Jacobian (M, P) of ``block`` (M,) w.r.t. ``params`` (list of tensors, P numbers in
     all), from the layer ``records`` made while computing it."""
-    outs = [t["out"] for _, _, t in records]
-    deltas = torch.autograd.grad(block.sum(), outs, retain_graph=retain_graph, allow_unused=True)
+    # a record's "out" (and "inp") may be a list of row groups, each (J_k, N, o)
+    parts = [t["out"] if isinstance(t["out"], (list, tuple)) else [t["out"]] for _, _, t in records]
+    flat = torch.autograd.grad(block.sum(), [o for group in parts for o in group],
+                               retain_graph=retain_graph, allow_unused=True)
+    deltas, i = [], 0
+    for group in parts:
+        ds = flat[i:i + len(group)]
+        i += len(group)
+        if all(dd is None for dd in ds):
+            deltas.append(None)
+        else:
+            deltas.append(torch.cat([dd if dd is not None else torch.zeros_like(o)
+                                     for dd, o in zip(ds, group)], 0))
     m = block.shape[0]
     offsets, o = {}, 0
     for p in params:
