@@ -1,0 +1,680 @@
+"""Generate the kanpinn example notebooks.
+
+The notebooks are written from this script so that they can be reviewed (and diffed) as
+ordinary Python. Regenerate them after editing, from the repository root or from here::
+
+    python notebooks/make_notebooks.py
+
+The .ipynb files are written WITHOUT outputs; run them in Jupyter to see the plots.
+
+Every notebook reads the environment variable ``KANPINN_FAST``: with ``KANPINN_FAST=1``
+(what ``tests/test_notebooks.py`` sets) all budgets shrink so that each notebook runs in
+seconds. The numbers it then prints are not meaningful; run without it for real results.
+Notebooks write their output files (``*.h5``) into the current working directory.
+"""
+from __future__ import annotations
+
+import os
+import textwrap
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+SETUP = '''\
+import os
+FAST = os.environ.get("KANPINN_FAST", "0") == "1"   # tiny budgets (set by the test suite)
+
+%matplotlib inline
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from IPython.display import display
+
+import kanpinn as kp
+
+pi = torch.pi
+print("fast mode" if FAST else "full mode", "| kanpinn", kp.__version__)'''
+
+SETUP_NOTE = (
+    "The first code cell reads `KANPINN_FAST`: the test suite sets it to `1` so the notebook "
+    "runs in seconds with tiny budgets (the results are then rough). Run without it for "
+    "real numbers. Figures are returned as matplotlib `Figure` objects and shown with "
+    "`display(fig)`.")
+
+
+def md(text):
+    return new_markdown_cell(textwrap.dedent(text).strip("\n"))
+
+
+def code(text):
+    return new_code_cell(textwrap.dedent(text).strip("\n"))
+
+
+def notebook(cells):
+    for i, cell in enumerate(cells):
+        cell["id"] = f"cell-{i:02d}"             # stable ids: regenerating gives no diff
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+# ----------------------------------------------------------------------------- 01
+POISSON_2D = '''\
+domain = kp.Rectangle([-1.0, -1.0], [1.0, 1.0])        # variables named x, y
+
+def residual(x, u):                                     # x: (N, 2), requires grad; u: (N, 1)
+    f = -2 * pi**2 * torch.sin(pi * x[:, 0:1]) * torch.sin(pi * x[:, 1:2])
+    return kp.laplacian(u, x) - f                       # (N, 1), zero at the solution
+
+{p} = kp.Problem(
+    domain,
+    residual,
+    conditions=[kp.Dirichlet(0.0)],                     # u = 0 on the whole boundary
+    exact=lambda x: torch.sin(pi * x[:, 0:1]) * torch.sin(pi * x[:, 1:2]),
+    name="poisson_2d",
+)
+{p}'''
+
+
+def nb01():
+    return notebook([
+        md("""
+        # 1. Quickstart: the 2-D Poisson equation
+
+        We solve
+
+        $$\\Delta u = -2\\pi^2 \\sin(\\pi x)\\sin(\\pi y) \\quad\\text{on } [-1, 1]^2, \\qquad u = 0 \\text{ on the boundary,}$$
+
+        whose exact solution is $u = \\sin(\\pi x)\\sin(\\pi y)$, with a physics-informed
+        Kolmogorov-Arnold Network (KAN). The network $u_\\theta(x, y)$ is trained so that
+        the PDE residual vanishes at random *collocation points* inside the square and the
+        boundary condition holds at points on its edge. No solution data is used: the
+        exact solution is only given to measure the error.
+        """),
+        md(SETUP_NOTE),
+        code(SETUP),
+        md("""
+        ## The problem
+
+        A problem is a domain, a residual function `residual(x, u)` that is zero at the
+        solution, and boundary conditions. Derivatives come from `kp.laplacian`,
+        `kp.grad`, `kp.partial`, which differentiate `u` with respect to the points `x`.
+        """),
+        code(POISSON_2D.format(p="problem")),
+        md("""
+        ## Solve
+
+        `kp.KAN([2, 10, 1])` has 2 inputs, 10 hidden nodes and one output; each edge
+        carries a learnable cubic B-spline on a grid of 5 intervals. `grids=[5, 10, 20]`
+        trains in stages, refining every spline grid between stages (grid extension), and
+        `steps` is the number of optimizer steps per stage. Small models are trained with
+        Levenberg-Marquardt by default.
+        """),
+        code('''\
+        steps = 3 if FAST else 100
+        grids = [5, 10] if FAST else [5, 10, 20]
+        budget = dict(n_interior=100, n_boundary=40, test_points=31) if FAST else {}
+
+        model = kp.KAN([2, 10, 1], grid=5, k=3)
+        result = kp.solve(problem, model, grids=grids, steps=steps, progress=False, **budget)
+
+        print(result)
+        print(f"relative L2 error : {result.metrics['l2_relative']:.3e}")
+        print(f"max abs error     : {result.metrics['max_abs']:.3e}")
+        print(f"training time     : {result.metrics['wall_time']:.1f} s, {result.metrics['steps']} steps")
+        print(f"parameters        : {result.metrics['n_parameters']}")'''),
+        md("""
+        ## Look at the solution
+
+        `result.plot()` shows the prediction, the exact solution, the absolute error and
+        the training history (loss and relative L2 error per step).
+        """),
+        code('''\
+        fig = result.plot()
+        display(fig)'''),
+        md("""
+        The history is a dict of numpy arrays, one entry per logged step, so you can make
+        your own plots or tables from it.
+        """),
+        code('''\
+        h = result.history
+        print(sorted(h))
+        for i in np.linspace(0, len(h["step"]) - 1, 5).astype(int):
+            print(f"step {int(h['step'][i]):4d}  loss {h['loss'][i]:.3e}  L2 {h['l2_relative'][i]:.3e}")'''),
+        md("""
+        ## Save and load
+
+        `result.save` writes an HDF5 file holding arrays and JSON metadata only, and
+        `kp.load` reads it back without unpickling anything, so a result file is safe to
+        share. The loaded result predicts exactly what the trained one did. (The file is
+        written into the current directory.)
+        """),
+        code('''\
+        result.save("poisson.h5")
+        again = kp.load("poisson.h5")
+
+        x_test = result.test_x
+        diff = np.abs(again.predict(x_test) - result.predict(x_test)).max()
+        print(again)
+        print("largest prediction difference after the round trip:", diff)
+        assert diff < 1e-12'''),
+        md("""
+        Next: `kp.symbolify(result)` turns a trained KAN into a formula (notebook 4), and
+        notebook 3 compares the KAN with an ordinary MLP at equal training time.
+        """),
+    ])
+
+
+# ----------------------------------------------------------------------------- 02
+def nb02():
+    return notebook([
+        md("""
+        # 2. A time-dependent problem: the heat equation
+
+        $$u_t = \\kappa\\, u_{xx}, \\quad x \\in [-1, 1],\\ t \\in [0, 1], \\quad \\kappa = 1/\\pi^2,$$
+
+        with $u(x, 0) = \\sin(\\pi x)$ and $u(\\pm 1, t) = 0$. The exact solution is
+        $u = e^{-t}\\sin(\\pi x)$: the initial sine wave decays.
+
+        A PINN treats time as one more input: the network is $u_\\theta(x, t)$ and the
+        domain is the rectangle space x time. `kp.SpaceTime` builds it and knows which
+        face is the initial time, so `kp.Initial` and `kp.Dirichlet` can find their points.
+        """),
+        md(SETUP_NOTE),
+        code(SETUP),
+        md("""
+        ## The problem
+
+        The columns of `x` are the space variables, then `t` last. `kp.partial(u, x, i,
+        order)` is the derivative with respect to column `i`. The Dirichlet condition
+        applies on the spatial boundary ($x = \\pm 1$) for all times; the initial condition
+        on $t = 0$.
+        """),
+        code('''\
+        kappa = 1.0 / pi**2
+        domain = kp.SpaceTime(kp.Interval(-1.0, 1.0), t=(0.0, 1.0))
+        print("variables:", domain.variables)
+
+        def residual(x, u):                          # columns: x, t
+            u_t = kp.partial(u, x, 1)
+            u_xx = kp.partial(u, x, 0, order=2)
+            return u_t - kappa * u_xx
+
+        def exact(x):
+            return torch.exp(-x[:, 1:2]) * torch.sin(pi * x[:, 0:1])
+
+        problem = kp.Problem(
+            domain,
+            residual,
+            conditions=[kp.Dirichlet(0.0), kp.Initial(lambda x: torch.sin(pi * x[:, 0:1]))],
+            exact=exact,
+            name="heat_1d",
+        )'''),
+        md("## Solve"),
+        code('''\
+        steps = 4 if FAST else 100
+        grids = [5] if FAST else [5, 10, 20]
+        budget = dict(n_interior=200, n_boundary=60, test_points=21) if FAST else dict(n_interior=2000, n_boundary=200)
+
+        result = kp.solve(problem, kp.KAN([2, 10, 1], seed=0), grids=grids, steps=steps, progress=False, **budget)
+        print(f"relative L2 error {result.metrics['l2_relative']:.3e} after {result.metrics['wall_time']:.1f} s")'''),
+        md("""
+        ## The error in the x-t plane
+
+        We evaluate the trained network on a regular grid of $(x, t)$ points and draw the
+        absolute error as an image, time upwards. Errors typically grow away from the
+        initial line, where the network is only constrained by the PDE itself.
+        """),
+        code('''\
+        nx, nt = (41, 21) if FAST else (201, 101)
+        xs, ts = np.linspace(-1, 1, nx), np.linspace(0, 1, nt)
+        X, T = np.meshgrid(xs, ts)                         # (nt, nx)
+        pts = np.column_stack([X.ravel(), T.ravel()])
+        pred = result.predict(pts).reshape(nt, nx)
+        true = np.exp(-T) * np.sin(np.pi * X)
+        err = np.abs(pred - true)
+
+        fig = Figure(figsize=(11, 4))
+        ax1, ax2 = fig.subplots(1, 2)
+        im = ax1.pcolormesh(X, T, err, shading="auto", cmap="magma")
+        fig.colorbar(im, ax=ax1, label="|u - u_exact|")
+        ax1.set(xlabel="x", ylabel="t", title="absolute error")
+        for i, c in zip(np.linspace(0, nt - 1, 4).astype(int), ["C0", "C1", "C2", "C3"]):
+            ax2.plot(xs, pred[i], color=c, label=f"t = {ts[i]:.2f}")
+            ax2.plot(xs, true[i], "k--", lw=0.8)
+        ax2.set(xlabel="x", ylabel="u", title="snapshots (dashed: exact)")
+        ax2.legend()
+        fig.tight_layout()
+        display(fig)
+        print(f"max error {err.max():.2e} at t = {T.ravel()[err.argmax()]:.2f}")'''),
+        md("""
+        The same problem ships as a problem file, `problems/heat_1d.py`, for the command
+        line: `kanpinn solve problems/heat_1d.py`.
+        """),
+    ])
+
+
+# ----------------------------------------------------------------------------- 03
+def nb03():
+    return notebook([
+        md("""
+        # 3. KAN versus MLP at equal wall time
+
+        Comparing network types by number of steps is misleading: a KAN step and an MLP
+        step do not cost the same, and the optimizers differ (Levenberg-Marquardt for the
+        small KAN, Adam then L-BFGS for the MLP). Here both get the **same training time**
+        (`max_time`, in seconds), the same collocation points (same seed) and the same
+        precision (float64), and we report the error reached together with the size and
+        cost of each network.
+
+        The models and options come from the presets shipped with kanpinn (the same as
+        `solvers/kan.toml` and `solvers/mlp.toml`).
+        """),
+        md(SETUP_NOTE),
+        code(SETUP),
+        code(POISSON_2D.format(p="problem")),
+        md("""
+        ## The two solvers
+
+        `load_solver` returns a model factory (called with the problem's dimension) and
+        the `kp.solve` options of a preset.
+        """),
+        code('''\
+        from kanpinn.presets import load_solver
+        from kanpinn.kan_tools import flops_per_point
+
+        kan_factory, kan_options = load_solver("kan")
+        mlp_factory, mlp_options = load_solver("mlp")
+        print("KAN preset:", kan_factory.config, kan_options)
+        print("MLP preset:", mlp_factory.config, mlp_options)
+
+        budget_s = 2.0 if FAST else 60.0          # wall time each model gets
+        common = dict(max_time=budget_s, seed=0, progress=False)
+        if FAST:
+            common.update(n_interior=200, n_boundary=80, test_points=31)'''),
+        md("""
+        ## Train both for the same time
+
+        Training stops as soon as the time budget is spent, wherever the run is (for the
+        KAN possibly before the finest grid is reached).
+        """),
+        code('''\
+        results = {}
+        for name, factory, options in [("KAN", kan_factory, kan_options), ("MLP", mlp_factory, mlp_options)]:
+            model = factory(problem.domain.dim)
+            results[name] = kp.solve(problem, model, **{**options, **common})
+            print(name, results[name])'''),
+        md("""
+        ## The table
+
+        FLOPs are forward floating-point operations per collocation point, counted by
+        `kanpinn.kan_tools.flops_per_point` (a B-spline KAN evaluates only the $k+1$
+        non-zero basis functions per input, so its cost does not depend on the grid size).
+        """),
+        code('''\
+        header = f"{'model':6} {'rel. L2':>10} {'max abs':>10} {'time (s)':>9} {'steps':>6} {'params':>7} {'FLOPs/pt':>9}"
+        print(header)
+        print("-" * len(header))
+        for name, r in results.items():
+            m = r.metrics
+            print(f"{name:6} {m['l2_relative']:10.3e} {m['max_abs']:10.3e} {m['wall_time']:9.1f} "
+                  f"{m['steps']:6d} {m['n_parameters']:7d} {flops_per_point(r.model):9d}")'''),
+        md("""
+        ## Error against time, and where the errors are
+
+        `plot_compare` draws the relative L2 error of each run against wall time (top)
+        and each model's absolute error map on a common colour scale (bottom).
+        """),
+        code('''\
+        from kanpinn.plotting import plot_compare
+
+        fig = plot_compare(results)
+        display(fig)'''),
+        md("""
+        The command line does the same for any problem file and solver files:
+        `kanpinn compare problems/poisson_2d.py solvers/kan.toml solvers/mlp.toml --out cmp/`.
+        """),
+    ])
+
+
+# ----------------------------------------------------------------------------- 04
+def nb04():
+    return notebook([
+        md("""
+        # 4. Reading the solution back as a formula
+
+        Each edge of a KAN is a one-variable function. Once the network is trained, each
+        edge can be compared with a library of simple functions ($\\sin$, $\\exp$, $x^2$,
+        ...); when one fits, $c\\,f(a x + b) + d$ replaces the spline. Composing the edges
+        through the network gives a closed-form expression for the solution.
+        `kp.symbolify(result)` does all of this and returns a sympy expression in the
+        domain's variables.
+        """),
+        md(SETUP_NOTE),
+        code(SETUP + '''
+import sympy'''),
+        md("""
+        ## A 1-D Poisson problem
+
+        $u'' = -\\pi^2 \\sin(\\pi x)$ on $[-1, 1]$ with $u(\\pm 1) = 0$; the solution is
+        $\\sin(\\pi x)$. The smallest KAN, `[1, 1]`, is a single edge: if training works
+        the edge itself is the solution.
+        """),
+        code('''\
+        problem_1d = kp.Problem(
+            kp.Interval(-1.0, 1.0),
+            lambda x, u: kp.laplacian(u, x) + pi**2 * torch.sin(pi * x),
+            conditions=[kp.Dirichlet(0.0)],
+            exact=lambda x: torch.sin(pi * x),
+            name="poisson_1d",
+        )
+        steps = 10 if FAST else 100
+        budget = dict(n_interior=100, n_boundary=2) if FAST else dict(n_interior=200, n_boundary=2)
+        result_1d = kp.solve(problem_1d, kp.KAN([1, 1], seed=0), grids=[5, 10], steps=steps, progress=False, **budget)
+        print(f"KAN relative L2 error: {result_1d.metrics['l2_relative']:.3e}")'''),
+        md("""
+        ## Symbolify
+
+        We also measure the formula's own error against the exact solution on a fine
+        grid, with `sympy.lambdify` turning the expression into a numpy function.
+        """),
+        code('''\
+        def formula_error(expr, symbols, points, exact_values):
+            """Relative L2 distance between a sympy formula and the exact solution."""
+            f = sympy.lambdify(symbols, expr, "numpy")
+            values = np.broadcast_to(np.asarray(f(*points.T), dtype=float), exact_values.shape)
+            return np.linalg.norm(values - exact_values) / np.linalg.norm(exact_values)
+
+        formula_1d = kp.symbolify(result_1d)
+        print("u(x) =", formula_1d)
+
+        x_sym = sympy.Symbol("x")
+        xs = np.linspace(-1, 1, 401)[:, None]
+        print(f"formula relative L2 error: {formula_error(formula_1d, [x_sym], xs, np.sin(np.pi * xs[:, 0])):.2e}")
+        formula_1d'''),
+        md("""
+        ## 2-D Poisson with a multiplication node (MultKAN)
+
+        The 2-D solution $\\sin(\\pi x)\\sin(\\pi y)$ is a *product*. A plain KAN can only
+        add edge functions, so it needs several layers to express a product. KAN 2.0's
+        multiplication nodes multiply two incoming values: `kp.KAN([2, [0, 1], 1])` has a
+        hidden layer with 0 ordinary nodes and 1 multiplication node, exactly the shape of
+        $\\sin(\\pi x)\\cdot\\sin(\\pi y)$.
+
+        Such a tiny network is sensitive to its random initialisation: from some starting
+        points the optimizer settles in a poor local minimum. We fix the seed of one that
+        trains well; try others (`seed=0, 1, 2, ...`) to see the spread.
+        """),
+        code(POISSON_2D.format(p="problem_2d")),
+        code('''\
+        steps = 10 if FAST else 100
+        grids = [5, 10] if FAST else [5, 10, 20]
+        budget = dict(n_interior=200, n_boundary=80, test_points=31) if FAST else {}
+        result_2d = kp.solve(problem_2d, kp.KAN([2, [0, 1], 1], seed=3), grids=grids, steps=steps, progress=False, **budget)
+        print(f"MultKAN relative L2 error: {result_2d.metrics['l2_relative']:.3e}")
+        display(result_2d.model.plot(in_vars=["x", "y"], out_vars=["u"]))'''),
+        code('''\
+        # fewer samples and refinement iterations in fast mode
+        options = dict(n_samples=512, refine_steps=20) if FAST else {}
+        formula_2d = kp.symbolify(result_2d, **options)
+        print("u(x, y) =", formula_2d)
+
+        x_sym, y_sym = sympy.symbols("x y")
+        g = np.linspace(-1, 1, 61)
+        X, Y = np.meshgrid(g, g)
+        pts = np.column_stack([X.ravel(), Y.ravel()])
+        exact_2d = np.sin(np.pi * pts[:, 0]) * np.sin(np.pi * pts[:, 1])
+        print(f"formula relative L2 error: {formula_error(formula_2d, [x_sym, y_sym], pts, exact_2d):.2e}")
+        formula_2d'''),
+        md("""
+        With a short (fast-mode) training the formula may be rough; with the full budget
+        it should come out as $\\sin(\\pi x)\\sin(\\pi y)$ up to rounding. From the command
+        line: `kanpinn symbolify RUN.h5`.
+        """),
+    ])
+
+
+# ----------------------------------------------------------------------------- 05
+def nb05():
+    return notebook([
+        md("""
+        # 5. An inverse problem: learning a coefficient from data
+
+        So far the PDE was fully known. Often a coefficient is not: here the diffusivity
+        $\\kappa$ of the heat equation $u_t = \\kappa u_{xx}$ is unknown, but we have a few
+        (noisy) measurements of $u$ inside the domain. A PINN handles this by making
+        $\\kappa$ one more trainable number: the network must fit the data **and** satisfy
+        the PDE with some $\\kappa$, and only the true value allows both.
+
+        The data are synthetic: we sample the exact solution $e^{-t}\\sin(\\pi x)$, which
+        belongs to $\\kappa = 1/\\pi^2 \\approx 0.1013$, and add 1% noise.
+        """),
+        md(SETUP_NOTE),
+        code(SETUP),
+        md("## Observations"),
+        code('''\
+        kappa_true = 1.0 / np.pi**2
+        rng = np.random.default_rng(0)
+        n_obs = 60
+        x_obs = np.column_stack([rng.uniform(-1, 1, n_obs), rng.uniform(0, 1, n_obs)])   # (x, t)
+        u_obs = np.exp(-x_obs[:, 1:2]) * np.sin(np.pi * x_obs[:, 0:1])
+        u_obs = u_obs + 0.01 * rng.standard_normal(u_obs.shape)
+        print(x_obs.shape, u_obs.shape)'''),
+        md("""
+        ## The problem with an unknown parameter
+
+        `parameters={"kappa": 0.5}` declares the unknown and its initial guess (5 times
+        too large). The residual then receives a third argument `p`, with `p["kappa"]` a
+        trainable tensor. `kp.Data(points, values)` adds the misfit to the observations to
+        the loss.
+        """),
+        code('''\
+        domain = kp.SpaceTime(kp.Interval(-1.0, 1.0), t=(0.0, 1.0))
+
+        def residual(x, u, p):
+            return kp.partial(u, x, 1) - p["kappa"] * kp.partial(u, x, 0, order=2)
+
+        problem = kp.Problem(
+            domain,
+            residual,
+            conditions=[
+                kp.Dirichlet(0.0),
+                kp.Initial(lambda x: torch.sin(pi * x[:, 0:1])),
+                kp.Data(x_obs, u_obs),
+            ],
+            exact=lambda x: torch.exp(-x[:, 1:2]) * torch.sin(pi * x[:, 0:1]),
+            parameters={"kappa": 0.5},
+            name="heat_inverse",
+        )'''),
+        md("## Solve"),
+        code('''\
+        steps = 4 if FAST else 100
+        grids = [5] if FAST else [5, 10]
+        budget = dict(n_interior=200, n_boundary=60, test_points=21) if FAST else dict(n_interior=1000, n_boundary=200)
+
+        result = kp.solve(problem, kp.KAN([2, 5, 1], seed=0), grids=grids, steps=steps, progress=False, **budget)
+
+        kappa = result.metrics["parameters"]["kappa"]
+        print("learned parameters:", result.metrics["parameters"])
+        print(f"kappa = {kappa:.5f}  (true {kappa_true:.5f}, relative error {abs(kappa - kappa_true) / kappa_true:.1e})")
+        print(f"solution relative L2 error: {result.metrics['l2_relative']:.3e}")'''),
+        md("""
+        ## How the estimate converged
+
+        The history records the parameter at every logged step (`param_kappa`), next to
+        the loss terms: the PDE residual, the boundary and initial conditions, and the
+        data misfit.
+        """),
+        code('''\
+        h = result.history
+        fig = Figure(figsize=(11, 4))
+        ax1, ax2 = fig.subplots(1, 2)
+        ax1.plot(h["step"], h["param_kappa"], label="learned")
+        ax1.axhline(kappa_true, color="k", ls="--", label="true 1/pi^2")
+        ax1.set(xlabel="step", ylabel="kappa", title="parameter estimate")
+        ax1.legend()
+        for key in sorted(k for k in h if k.startswith("loss_")):
+            ax2.semilogy(h["step"], np.maximum(h[key], 1e-300), label=key[5:])
+        ax2.set(xlabel="step", title="loss terms")
+        ax2.legend()
+        fig.tight_layout()
+        display(fig)'''),
+    ])
+
+
+# ----------------------------------------------------------------------------- 06
+def nb06():
+    return notebook([
+        md("""
+        # 6. Grid extension and pruning
+
+        Two KAN-specific tools:
+
+        * **Grid extension.** A spline on a coarse grid is also a spline on any grid that
+          refines it, so a trained KAN can move to a finer grid *without losing anything*
+          and then keep training with more resolution. Training coarse-to-fine is cheaper
+          and usually more accurate than training the fine grid from the start.
+        * **Sparsification and pruning.** A penalty on the size of the edge functions
+          pushes unnecessary edges towards zero; nodes whose edges are all weak can then be
+          removed, leaving a smaller network that is easier to read (and to symbolify).
+        """),
+        md(SETUP_NOTE),
+        code(SETUP),
+        code(POISSON_2D.format(p="problem")),
+        md("""
+        ## Coarse to fine: 5 → 10 → 20
+
+        `kp.solve(problem, model, grids=[5, 10, 20])` does all stages in one call. Here we
+        run them one at a time to watch what happens at each extension: the error just
+        before, right after `model.extend_grid` (unchanged: the coarse spline nests in the
+        fine one), and after training on the finer grid.
+        """),
+        code('''\
+        steps = 3 if FAST else 60
+        grids = [5, 10, 20]
+        budget = dict(n_interior=150, n_boundary=60, test_points=21) if FAST else dict(n_interior=1000, n_boundary=200)
+        x_fit = torch.as_tensor(domain.sample_interior(150 if FAST else 1000, "sobol"))
+
+        model = kp.KAN([2, 5, 1], grid=grids[0], seed=0)
+        stages = []
+        for i, g in enumerate(grids):
+            if i > 0:
+                before = stages[-1].errors()[0]
+                model.extend_grid(g, x_fit)
+                after = stages[-1].errors()[0]          # same model object, now on the finer grid
+                print(f"extend {grids[i - 1]:2d} -> {g:2d}: L2 {before:.3e} -> {after:.3e}")
+            r = kp.solve(problem, model, grids=[g], steps=steps, progress=False, **budget)
+            stages.append(r)
+            print(f"grid {g:2d}: trained {r.metrics['steps']} steps, L2 {r.metrics['l2_relative']:.3e}, "
+                  f"{r.metrics['n_parameters']} parameters")'''),
+        md("""
+        Each stage's `result.history` holds its error per step; joined end to end they
+        show the drop after each extension.
+        """),
+        code('''\
+        fig = Figure(figsize=(7, 4))
+        ax = fig.subplots()
+        offset = 0
+        for g, r in zip(grids, stages):
+            h = r.history
+            ax.semilogy(offset + h["step"], h["l2_relative"], "o-", ms=3, label=f"grid {g}")
+            offset += h["step"][-1]
+            ax.axvline(offset, color="gray", lw=0.5)
+        ax.set(xlabel="step (all stages)", ylabel="relative L2 error", title="grid extension")
+        ax.legend()
+        display(fig)'''),
+        md("""
+        ## The trained network
+
+        `model.plot(x)` draws every edge's function over the range of its inputs; the
+        darker the curve, the stronger the edge.
+        """),
+        code('''\
+        display(model.plot(x_fit, in_vars=["x", "y"], out_vars=["u"]))'''),
+        md("""
+        ## Sparsify, then prune
+
+        We train a little more with the PINN loss plus `model.regularization(x)`, the KAN
+        paper's penalty (the L1 size of every edge plus the entropy of their distribution,
+        which favours a few strong edges over many weak ones). kanpinn's `kp.solve` has no
+        such term, so we write the short training loop ourselves with the solver's loss
+        object. Then `model.prune(threshold, x)` returns a new, smaller KAN without the
+        hidden nodes whose incoming or outgoing edges are all below the threshold. (A
+        longer sparsification, with a larger penalty, prunes more.)
+        """),
+        code('''\
+        from kanpinn.solver.loss import Collocation, PINNLoss
+
+        reg_steps = 5 if FAST else 100
+        lam = 1e-3
+        colloc = Collocation(problem, budget["n_interior"], budget["n_boundary"], "sobol", 0, torch.float64, "cpu")
+        pinn_loss = PINNLoss(problem, model, colloc, {})
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for step in range(reg_steps):
+            optimizer.zero_grad()
+            loss, parts = pinn_loss.loss()
+            total = loss + lam * model.regularization(x_fit)
+            total.backward()
+            optimizer.step()
+        print(f"after sparsification: PINN loss {float(loss.detach()):.3e}, L2 {stages[-1].errors()[0]:.3e}")'''),
+        code('''\
+        from kanpinn.kan_tools import edge_scores
+
+        scores = edge_scores(model, x_fit)          # mean |phi| of every edge, per layer
+        print("edge strengths, hidden -> output:", np.round(scores[1][:, 0].numpy(), 3))
+        # what counts as "weak" is a judgement call: here 30% of the strongest output edge
+        threshold = 0.3 * float(scores[-1].max())
+        print(f"threshold {threshold:.3f}")
+        pruned = model.prune(threshold=threshold, x=x_fit)
+        print("widths:", model.widths, "->", pruned.widths)
+        print("parameters:", model.n_parameters, "->", pruned.n_parameters)
+
+        g = np.linspace(-1, 1, 41)
+        X, Y = np.meshgrid(g, g)
+        x_test = torch.as_tensor(np.column_stack([X.ravel(), Y.ravel()]))
+        u_test = np.sin(np.pi * X.ravel()) * np.sin(np.pi * Y.ravel())
+
+        def l2_error(net):
+            with torch.no_grad():
+                u = net(x_test)[:, 0].numpy()
+            return np.linalg.norm(u - u_test) / np.linalg.norm(u_test)
+
+        print(f"relative L2 error: {l2_error(model):.3e} (sparsified) -> {l2_error(pruned):.3e} (pruned)")'''),
+        md("""
+        Pruning removes only weak nodes, so the pruned network is close to the original;
+        a few more steps of ordinary training repair the small difference.
+        """),
+        code('''\
+        result_pruned = kp.solve(problem, pruned, grids=[grids[-1]], steps=steps, progress=False, **budget)
+        print(f"pruned KAN: L2 {result_pruned.metrics['l2_relative']:.3e} with {result_pruned.metrics['n_parameters']} parameters "
+              f"after {result_pruned.metrics['steps']} steps")
+        print("solver notes:", result_pruned.metrics.get("notes", "none"))
+        display(pruned.plot(x_fit, in_vars=["x", "y"], out_vars=["u"]))'''),
+    ])
+
+
+NOTEBOOKS = {
+    "01_quickstart_poisson.ipynb": nb01,
+    "02_heat_equation.ipynb": nb02,
+    "03_kan_vs_mlp.ipynb": nb03,
+    "04_closed_form_recovery.ipynb": nb04,
+    "05_inverse_problem.ipynb": nb05,
+    "06_grid_extension_and_pruning.ipynb": nb06,
+}
+
+
+def main(out_dir=HERE):
+    for name, build in NOTEBOOKS.items():
+        nb = build()
+        nbformat.validate(nb)
+        path = os.path.join(out_dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            nbformat.write(nb, f)
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
