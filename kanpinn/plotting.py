@@ -13,14 +13,24 @@ __all__ = ["plot_solution", "plot_history", "plot_result", "plot_kan", "plot_com
 
 
 def _plt():
+    """pyplot, leaving the user's backend alone (inline in notebooks, a window on a
+    desktop). Only a session that has no display and no backend chosen gets Agg, which
+    matplotlib itself falls back to; the figures are also saved to files when asked."""
     import matplotlib
-    if matplotlib.get_backend().lower() != "agg":
+    import os as _os
+    if not _os.environ.get("DISPLAY") and "MPLBACKEND" not in _os.environ and \
+            "inline" not in matplotlib.get_backend().lower() and "ipykernel" not in _sys_modules():
         try:
-            matplotlib.use("Agg", force=True)
-        except Exception:  # noqa: BLE001 - a backend already in use elsewhere: keep it
+            matplotlib.use("Agg")
+        except Exception:  # noqa: BLE001 - a backend already in use: keep it
             pass
     import matplotlib.pyplot as plt
     return plt
+
+
+def _sys_modules():
+    import sys
+    return sys.modules
 
 
 def _finish(fig, path):

@@ -133,7 +133,7 @@ class _Run:
         row.update({f"loss_{k}": v for k, v in parts.items()})
         row.update(_errors(self.model, self.test_x, self.test_u))
         for k, v in self.params.items():
-            row[f"param_{k}"] = float(v)
+            row[f"param_{k}"] = float(v.detach())
         if self.opts["adaptive_weights"]:
             for k, v in self.loss.weights.items():
                 row[f"weight_{k}"] = float(v)
@@ -333,8 +333,8 @@ def _run_first_order(run, kind, offset, n, bar):
         _resample(run, run.step_in_stage)
         _adapt(run, run.step_in_stage)
         t0 = time.perf_counter()
-        loss = float(opt.step(closure))
-        parts = {k: float(v) for k, v in closure.parts.items()}
+        loss = float(opt.step(closure).detach())
+        parts = {k: float(v.detach()) for k, v in closure.parts.items()}
         if not math.isfinite(loss) or loss > 1e6 * max(best, 1e-12) or any(
                 not bool(torch.isfinite(p).all()) for p in _trainable(run)):
             failures += 1
@@ -493,7 +493,7 @@ def solve(problem, model, **options):
                "steps": run.global_step, "diverged": run.diverged}
     metrics.update(_errors(model, run.test_x, run.test_u))
     if run.params:
-        metrics["parameters"] = {k: float(v) for k, v in run.params.items()}
+        metrics["parameters"] = {k: float(v.detach()) for k, v in run.params.items()}
     if run.notes:
         metrics["notes"] = list(run.notes)
     history = {k: np.asarray(v, dtype=np.float64) for k, v in run.history.items()}
