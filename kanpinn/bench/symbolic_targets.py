@@ -31,7 +31,7 @@ def _cases():
             return torch.sin(pi * X[:, 0:1]) * torch.sin(pi * X[:, 1:2])
         prob = kp.Problem(kp.Rectangle([-1.0, -1.0], [1.0, 1.0]), lambda X, u: kp.laplacian(u, X) + 2 * pi ** 2 * ex(X),
                           [kp.Dirichlet(0.0)], exact=ex, name="poisson_2d")
-        return (prob, kp.KAN([2, [0, 1], 1], k=5, seed=0),
+        return (prob, kp.KAN([2, [0, 1], 1], k=5, seed=0, grid_eps=0.02),
                 dict(grids=[5, 10, 20], steps=40, n_interior=1000, n_boundary=200, starts=4),
                 sp.sin(sp.pi * x) * sp.sin(sp.pi * y))
 
@@ -41,7 +41,7 @@ def _cases():
                           lambda X, u: kp.partial(u, X, 1) - kappa * kp.partial(u, X, 0, order=2),
                           [kp.Dirichlet(0.0), kp.Initial(lambda X: torch.sin(pi * X[:, 0:1]))],
                           exact=lambda X: torch.exp(-X[:, 1:2]) * torch.sin(pi * X[:, 0:1]), name="heat_1d")
-        return (prob, kp.KAN([2, [0, 1], 1], k=5, seed=0),
+        return (prob, kp.KAN([2, [0, 1], 1], k=5, seed=0, grid_eps=0.02),
                 dict(grids=[5, 10, 20], steps=40, n_interior=1000, n_boundary=200, starts=4),
                 sp.exp(-t) * sp.sin(sp.pi * x))
 
