@@ -251,15 +251,7 @@ class Problem:
             label = "the residual" if len(terms) == 1 else f"residual term {i}"
             if not isinstance(t, torch.Tensor):
                 raise KanpinnError(f"Problem {self.name!r}: {label} is a {type(t).__name__}, not a tensor")
-            if t.dim() == 1 and t.shape[0] == n:
-                raise KanpinnError(
-                    f"Problem {self.name!r}: {label} has shape ({n},) but must be ({n}, k); "
-                    "slice with x[:, 0:1] instead of x[:, 0], or return r.reshape(-1, 1)"
-                )
-            if t.dim() != 2 or t.shape[0] != n:
-                raise KanpinnError(
-                    f"Problem {self.name!r}: {label} has shape {_shape(t)} but must be ({n}, k) for {n} points"
-                )
+            self._require_2d(t, n, label, "k", ", or return r.reshape(-1, 1)")
             finite = torch.isfinite(t)
             if not bool(finite.all()):
                 row = int((~finite).any(dim=1).nonzero()[0, 0])
@@ -275,6 +267,18 @@ class Problem:
                     )
             # Only a check made with u in the graph is complete; under no_grad keep checking.
             self._residual_checked = True
+
+    def _require_2d(self, t, n, label, letter, hint):
+        """A clear error unless ``t`` is (n, something)."""
+        if t.dim() == 1 and t.shape[0] == n:
+            raise KanpinnError(
+                f"Problem {self.name!r}: {label} has shape ({n},) but must be ({n}, {letter}); "
+                f"slice with x[:, 0:1] instead of x[:, 0]{hint}"
+            )
+        if t.dim() != 2 or t.shape[0] != n:
+            raise KanpinnError(
+                f"Problem {self.name!r}: {label} has shape {_shape(t)} but must be ({n}, {letter}) for {n} points"
+            )
 
     def exact_values(self, x: torch.Tensor):
         """``exact(x)`` as an (N, m) tensor, or None without a reference solution."""
@@ -292,15 +296,7 @@ class Problem:
                 ) from None
         if not self._exact_checked:
             n = x.shape[0]
-            if out.dim() == 1 and out.shape[0] == n:
-                raise KanpinnError(
-                    f"Problem {self.name!r}: exact(x) has shape ({n},) but must be ({n}, m); "
-                    "slice with x[:, 0:1] instead of x[:, 0]"
-                )
-            if out.dim() != 2 or out.shape[0] != n:
-                raise KanpinnError(
-                    f"Problem {self.name!r}: exact(x) has shape {_shape(out)} but must be ({n}, m) for {n} points"
-                )
+            self._require_2d(out, n, "exact(x)", "m", "")
             if not bool(torch.isfinite(out).all()):
                 raise KanpinnError(f"Problem {self.name!r}: exact(x) contains NaN or inf")
             self._exact_checked = True
