@@ -78,10 +78,6 @@ class KANLayer(nn.Module):
         c = self.coef * (self.scale_sp * self.mask)[:, None, :]
         return c.reshape(-1, self.out_dim), self.scale_base * self.mask
 
-    def _basis_rows(self, x, order):
-        first, vals = self.basis.evaluate(x, order)
-        return first, vals
-
     def _dense(self, first, v):
         if first is None:
             return v
@@ -208,13 +204,13 @@ class KANLayer(nn.Module):
         pts = new_basis.fit_points()
         if x is not None:
             x = x.detach().to(pts.dtype)
-            inside = (x >= new_basis_lo(new_basis)) & (x <= new_basis_hi(new_basis))
+            inside = (x >= new_basis.lo[None, :]) & (x <= new_basis.hi[None, :])
             # samples inside the new range refine the fit where the data lives
             pts = torch.cat([pts, torch.where(inside, x, pts[:1].expand_as(x))], 0)
         first, (b,) = self.basis.evaluate(pts, 0)
         old = torch.einsum("nib,ibo->ino", self._dense(first, b), self.coef)   # (in, P, out)
         nfirst, (nb_vals,) = new_basis.evaluate(pts, 0)
-        A = scatter_dense(nfirst, nb_vals, new_basis.size) if nfirst is not None else nb_vals
+        A = nb_vals if nfirst is None else scatter_dense(nfirst, nb_vals, new_basis.size)
         A = A.permute(1, 0, 2)                                                  # (in, P, nb)
         coef = _lstsq(A, old)                                                   # (in, nb, out)
         if not torch.isfinite(coef).all():
@@ -222,14 +218,6 @@ class KANLayer(nn.Module):
                                "contain NaN or inf?)")
         self.basis = new_basis
         self.coef = nn.Parameter(coef.contiguous())
-
-
-def new_basis_lo(basis):
-    return basis.lo[None, :]
-
-
-def new_basis_hi(basis):
-    return basis.hi[None, :]
 
 
 def _lstsq(A, Y):
