@@ -101,8 +101,21 @@ def symbolify(result_or_model, library=None, variables=None, **options):
     Returns a ``sympy.Expr`` in the domain's variable symbols (a column ``sympy.Matrix``
     for a model with several outputs). Options: see :func:`symbolify_report`.
     """
-    return symbolify_report(result_or_model, library=library, variables=variables,
-                            **options).expr
+    report = symbolify_report(result_or_model, library=library, variables=variables, **options)
+    err = report.errors.get("clean_vs_model", report.errors.get("raw_vs_model", math.nan))
+    if not report.all_recovered or not err <= 1e-3:
+        # never pass an approximation off as the answer: say what it is
+        exact = report.errors.get("clean_vs_exact")
+        extra = f", {exact:.2e} from the exact solution" if exact is not None else ""
+        warnings.warn(f"symbolify: no closed form found; the returned formula is an approximation "
+                      f"({err:.2e} relative L2 from the network{extra}). Sparser models "
+                      "(multiplication nodes, regularize + prune) give exact formulas.",
+                      SymbolicWarning, stacklevel=2)
+    return report.expr
+
+
+class SymbolicWarning(UserWarning):
+    """symbolify returned a formula that is not a verified closed form."""
 
 
 def symbolify_report(result_or_model, library=None, variables=None, *, x=None,
