@@ -10,3 +10,12 @@ def test_recovers_exact_closed_form(case):
     (row,) = run_symbolic_targets([case], log=lambda *_: None)
     assert row["formula_error"] <= 1e-6, row
     assert row["sympy_equal"], row["formula"]
+
+
+def test_no_closed_form_is_reported_not_passed_off():
+    import torch
+    import kanpinn as kp
+    from kanpinn.symbolic.symbolify import SymbolicWarning
+    model = kp.KAN([1, 1], grid=10, seed=0, noise_scale=1.0, dtype=torch.float64)  # a random spline
+    with pytest.warns(SymbolicWarning, match="approximation"):
+        kp.symbolify(model, variables=["x"])
