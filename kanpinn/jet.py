@@ -36,6 +36,10 @@ def recording():
         _RECORDS = saved
 
 
+def recording_active() -> bool:
+    return _RECORDS is not None
+
+
 def record(kind: str, module, **tensors):
     if _RECORDS is not None:
         _RECORDS.append((kind, module, tensors))

@@ -145,7 +145,7 @@ class KAN(nn.Module):
         g, h = jets.identity_jet(x, order)
         y = x
         for li, layer in enumerate(self.layers):
-            y, g, h = layer.forward_jet(y, g, h)
+            y, g, h = layer.forward_jet(y, g, h, identity_input=(li == 0))
             y, g, h = self._mult_jet(li, y, g, h)
         return y, g, h
 

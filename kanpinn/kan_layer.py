@@ -121,13 +121,16 @@ class KANLayer(nn.Module):
         y = out[0]
         return self._add_symbolic(x, None, None, y, None, None)[0]
 
-    def forward_jet(self, x, g, h):
+    def forward_jet(self, x, g, h, identity_input=False):
         """Propagate a jet. x: (N, in); g, h: (N, in, d) (h may be None).
+        ``identity_input``: x is the network input (g the identity, h zero).
         Returns y (N, out), gy (N, out, d), hy (N, out, d) or None."""
         order = 1 if h is None else 2
         n, d = x.shape[0], g.shape[2]
         first, vals = self.basis.evaluate(x, order)
         sil = silu_derivatives(x, order)
+        if not jets.recording_active() and (identity_input or (order + 1) * self.out_dim < 1 + order * d):
+            return self._edge_first_jet(x, g, h, first, vals, sil, identity_input)
         # stacked rows: [value; d gradient rows; d curvature rows], each (N, in, w)
         b0, b1 = vals[0], vals[1]
         gt = g.permute(2, 0, 1)                                   # (d, N, in)
@@ -149,6 +152,32 @@ class KANLayer(nn.Module):
         y = pieces[0][0]
         gy = pieces[1].permute(1, 2, 0)
         hy = pieces[2].permute(1, 2, 0) if order == 2 else None
+        return self._add_symbolic(x, g, h, y, gy, hy)
+
+    def _edge_first_jet(self, x, g, h, first, vals, sil, identity_input=False):
+        """Jet through a layer with few outputs: each edge's φ, φ', φ'' first (N, in, out),
+        then the chain rule with the input jet. Fewer and smaller tensors than the stacked
+        rows when (order+1)·out < 1 + order·d (the last layer of a PINN) or on the network
+        input (identity jet). The stacked
+        rows are still used while the solver records layers for its Jacobian."""
+        c, wb = self._weights()
+        nb, o = self.basis.size, self.out_dim
+        c3 = c.reshape(self.in_dim, nb, o)
+        if first is None:
+            phis = [torch.einsum("niw,iwo->nio", v, c3) for v in vals]
+        else:
+            idx = first[:, :, None] + torch.arange(vals[0].shape[-1], device=x.device)
+            cg = c3[torch.arange(self.in_dim, device=x.device)[None, :, None], idx]   # (N, in, w, out)
+            phis = [(v[..., None] * cg).sum(2) for v in vals]
+        phis = [p + s[..., None] * wb for p, s in zip(phis, sil)]                  # φ^(k)(x_i), (N, in, out)
+        y = phis[0].sum(1)
+        if identity_input and not self.symbolic:
+            # ∂y_o/∂x_j = φ'_jo(x_j), ∂²y_o/∂x_j² = φ''_jo(x_j): no chain rule needed
+            return y, phis[1].transpose(1, 2), phis[2].transpose(1, 2) if h is not None else None
+        gy = (phis[1][..., None] * g[:, :, None, :]).sum(1)                        # (N, out, d)
+        hy = None
+        if h is not None:
+            hy = (phis[2][..., None] * (g * g)[:, :, None, :] + phis[1][..., None] * h[:, :, None, :]).sum(1)
         return self._add_symbolic(x, g, h, y, gy, hy)
 
     def _add_symbolic(self, x, g, h, y, gy, hy):
