@@ -176,17 +176,27 @@ def local_basis_poly(x: torch.Tensor, grid_pts: torch.Tensor, left, inv_h, M, or
     powers = [torch.ones_like(u), u]
     for _ in range(2, k1):
         powers.append(powers[-1] * u)
-    rows = [torch.stack(powers[:k1], -1)]                                 # (N, in, p)
-    if order >= 1:
-        zero = torch.zeros_like(u)
-        rows.append(torch.stack([zero] + [p * powers[p - 1] for p in range(1, k1)], -1) * ih[..., None])
-    if order >= 2:
-        rows.append(torch.stack([zero, zero] + [p * (p - 1) * powers[p - 2] for p in range(2, k1)], -1)
-                    * (ih * ih)[..., None])
-    P = torch.stack(rows, -2)                                              # (N, in, order+1, p)
+    P = torch.stack(powers[:k1], -1)                                       # (N, in, p)
+    # derivatives act on the tables, not on the powers: d/du of Σ_p a_p u^p has the
+    # coefficients (p+1)·a_{p+1}, so all orders come from one product with [M, M', M'']
+    tables = [M]
+    for _ in range(order):
+        tables.append(_differentiate(tables[-1]))
+    T = torch.cat(tables, -1)                                              # (..., p, (order+1)·m)
     if uniform:
-        # every interval has the same local polynomials: one small matrix product
-        out = P @ M[0, 0]
+        out = P @ T[0, 0]                  # every interval shares its local polynomials
     else:
-        out = P @ M[torch.arange(n_in, device=x.device)[None, :], j]      # (N, in, order+1, m)
-    return j, list(out.unbind(-2))
+        out = (P[..., None, :] @ T[torch.arange(n_in, device=x.device)[None, :], j])[..., 0, :]
+    vals = list(out.split(k1, -1))
+    scale = ih[..., None]
+    for o in range(1, order + 1):
+        vals[o] = vals[o] * scale
+        scale = scale * ih[..., None]
+    return j, vals
+
+
+def _differentiate(M: torch.Tensor) -> torch.Tensor:
+    """Power-basis coefficients (..., p, m) of the u-derivative."""
+    k1 = M.shape[-2]
+    factors = torch.arange(1, k1, dtype=M.dtype, device=M.device)[:, None]
+    return torch.cat([M[..., 1:, :] * factors, torch.zeros_like(M[..., :1, :])], -2)
