@@ -125,6 +125,7 @@ class _Run:
         self.lm_lam = 1e-3
         self.diverged = False
         self.stop = False
+        self.kind = None                 # the optimiser running now
         self.notes = []
 
     # ------------------------------------------------------------------ history
@@ -269,7 +270,9 @@ def _tick(run, bar, loss, parts, t0):
     run.train_time += time.perf_counter() - t0
     run.global_step += 1
     run.step_in_stage += 1
-    every = run.opts["log_every"] or 1
+    # cheap Adam steps log every 10th (the test-error evaluation would cost as much as
+    # the step); LM and L-BFGS steps log every step
+    every = run.opts["log_every"] or (10 if run.kind == "adam" else 1)
     row = None
     if run.global_step % every == 0 or run.global_step == 1:
         row = run.log(loss, parts)
@@ -290,6 +293,7 @@ def _tick(run, bar, loss, parts, t0):
 
 
 def _run_lm(run, offset, n, bar):
+    run.kind = "lm"
     lm = LevenbergMarquardt(run.loss, _trainable(run), list(run.params.values()), lam=run.lm_lam)
     if run.opt_state and "lm" in run.opt_state:
         lm.load_state(run.opt_state["lm"])
@@ -315,6 +319,7 @@ def _state_copy(run):
 
 
 def _run_first_order(run, kind, offset, n, bar):
+    run.kind = kind
     lr = run.opts["lr"]
     opt = _first_order_optimizer(run, kind, lr)
     if run.opt_state and kind in run.opt_state:
