@@ -298,6 +298,13 @@ def _ratio(a, b):
     return a / b
 
 
+def _skipped_row(kind, widths, G, n, dt, budget):
+    row = {c: None for c in MICRO_COLUMNS}
+    row.update(model=_label(kind, widths), G=G, N=n, dtype=dt,
+               notes=f"skipped (time budget {budget:.0f} s spent)")
+    return row
+
+
 def run_micro(quick=False, config=None, log=None, mem_limit=MEM_LIMIT):
     """Run the micro-benchmarks; returns a list of row dicts (keys ``MICRO_COLUMNS``).
 
@@ -319,10 +326,7 @@ def run_micro(quick=False, config=None, log=None, mem_limit=MEM_LIMIT):
                 continue
             if budget is not None and time.perf_counter() - t_begin > budget:
                 for n, dt in wanted:
-                    row = {c: None for c in MICRO_COLUMNS}
-                    row.update(model=_label(kind, widths), G=G, N=n, dtype=dt,
-                               notes=f"skipped (time budget {budget:.0f} s spent)")
-                    rows.append(row)
+                    rows.append(_skipped_row(kind, widths, G, n, dt, budget))
                 log(f"micro {_label(kind, widths)} G={G}: skipped (time budget)")
                 continue
             n_max = max(n for n, _ in wanted)
@@ -336,11 +340,8 @@ def run_micro(quick=False, config=None, log=None, mem_limit=MEM_LIMIT):
             for n, dt in wanted:
                 t_start = time.perf_counter()
                 if budget is not None and t_start - t_begin > budget:
-                    row = {c: None for c in MICRO_COLUMNS}
-                    row.update(model=_label(kind, widths), G=G, N=n, dtype=dt,
-                               notes=f"skipped (time budget {budget:.0f} s spent)")
-                    rows.append(row)
-                    log(f"micro {row['model']} G={G} N={n} {dt}: skipped (time budget)")
+                    rows.append(_skipped_row(kind, widths, G, n, dt, budget))
+                    log(f"micro {_label(kind, widths)} G={G} N={n} {dt}: skipped (time budget)")
                     continue
                 dtype = _DTYPES[dt]
                 if dt not in models:
@@ -413,26 +414,24 @@ def scaling(rows):
     grids = sorted({r["G"] for r in rows if r["G"] is not None})
     sizes = sorted({r["N"] for r in rows})
     tasks = ("fwdbwd", "jet", "autograd", "naive_autograd")
+
+    def compare(r, r2, vary, fixed, ideal):
+        for t in tasks:
+            ratio = _ratio(r2[f"{t}_ms"], r[f"{t}_ms"])
+            if ratio is not None:
+                out.append({"model": r["model"], "vary": vary, "fixed": fixed, "dtype": r["dtype"],
+                            "task": t, "ratio": ratio, "ideal": ideal})
+
     for r in rows:
         model, G, n, dt = r["model"], r["G"], r["N"], r["dtype"]
         if G is not None and grids and G == grids[0]:
             for G2 in grids[1:]:
                 r2 = index.get((model, G2, n, dt))
-                if r2 is None:
-                    continue
-                for t in tasks:
-                    ratio = _ratio(r2[f"{t}_ms"], r[f"{t}_ms"])
-                    if ratio is not None:
-                        out.append({"model": model, "vary": f"G {G}->{G2}", "fixed": f"N={n}", "dtype": dt,
-                                    "task": t, "ratio": ratio, "ideal": None})
+                if r2 is not None:
+                    compare(r, r2, f"G {G}->{G2}", f"N={n}", None)
         if sizes and n == sizes[0]:
             for n2 in sizes[1:]:
                 r2 = index.get((model, G, n2, dt))
-                if r2 is None:
-                    continue
-                for t in tasks:
-                    ratio = _ratio(r2[f"{t}_ms"], r[f"{t}_ms"])
-                    if ratio is not None:
-                        out.append({"model": model, "vary": f"N {n}->{n2}", "fixed": f"G={G}", "dtype": dt,
-                                    "task": t, "ratio": ratio, "ideal": n2 / n})
+                if r2 is not None:
+                    compare(r, r2, f"N {n}->{n2}", f"G={G}", n2 / n)
     return out

@@ -109,6 +109,16 @@ def _stretch(options, factor):
 
 
 
+def _run_recorded(problem, pname, name, mode, factory, options, log):
+    """One solver run as a (row, history) record; a failure becomes a row with its error."""
+    try:
+        result, used = _run_one(problem, factory, options)
+        return _record(pname, name, mode, result, used)
+    except Exception as e:  # noqa: BLE001 - one failing run must not lose the others
+        log(traceback.format_exc(limit=3))
+        return _record(pname, name, mode, error=f"{type(e).__name__}: {e}")
+
+
 def _run_one(problem, factory, options, seed=0):
     from ..solver import solve
     n_out = problem.n_outputs or 1
@@ -189,12 +199,7 @@ def run_suite(quick=False, problems=None, solvers=None, overrides=None, referenc
         preset_rows = {}
         for name, kind, factory, options in solver_specs:
             t0 = time.perf_counter()
-            try:
-                result, used = _run_one(problem, factory, options)
-                row, hist = _record(pname, name, "preset", result, used)
-            except Exception as e:  # noqa: BLE001
-                row, hist = _record(pname, name, "preset", error=f"{type(e).__name__}: {e}")
-                log(traceback.format_exc(limit=3))
+            row, hist = _run_recorded(problem, pname, name, "preset", factory, options, log)
             rows.append(row)
             histories[(pname, name, "preset")] = hist
             preset_rows[name] = row
@@ -222,11 +227,7 @@ def run_suite(quick=False, problems=None, solvers=None, overrides=None, referenc
             elif not t_own:
                 opts = _stretch(opts, 10)
             t0 = time.perf_counter()
-            try:
-                result, used = _run_one(problem, factory, opts)
-                row, hist = _record(pname, name, "equal_time", result, used)
-            except Exception as e:  # noqa: BLE001
-                row, hist = _record(pname, name, "equal_time", error=f"{type(e).__name__}: {e}")
+            row, hist = _run_recorded(problem, pname, name, "equal_time", factory, opts, log)
             rows.append(row)
             histories[(pname, name, "equal_time")] = hist
             log(f"suite {pname} / {name} (equal time {T:.1f} s): L2 {_fmt(row['l2_relative'])}, "
