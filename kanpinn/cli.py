@@ -207,7 +207,7 @@ def _cmd_bench(args):
     except ImportError:
         return _fail("the benchmark suite is not available in this installation "
                      "(kanpinn.bench.run is missing)", 1)
-    out = run(args.quick)
+    out = run(args.quick, out=args.out, device=args.device)
     if isinstance(out, str):
         print(out)
     return 0
@@ -251,6 +251,10 @@ def _parser():
 
     b = sub.add_parser("bench", help="run the benchmark suite (problems x solvers)")
     b.add_argument("--quick", action="store_true", help="a short version")
+    b.add_argument("--out", default="bench-results", help="folder for bench.md, bench.h5 and the plot")
+    b.add_argument("--device", default="cpu",
+                   help="where the suite trains: cpu (default), cuda or auto; the CPU-vs-CUDA "
+                        "timings and the targets on CUDA run whenever CUDA is present")
     b.set_defaults(func=_cmd_bench)
     return p
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from . import jet as jets
-from .errors import KanpinnError
+from .errors import KanpinnError, check_model_input
 from .kan_layer import KANLayer
 
 __all__ = ["KAN", "parse_widths"]
@@ -127,9 +127,7 @@ class KAN(nn.Module):
         return cat(y, p), cat(g, gp), cat(h, hp)
 
     def _check_input(self, x):
-        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != self.width_in:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise KanpinnError(f"KAN expects input of shape (N, {self.width_in}), got {shape}")
+        check_model_input("KAN", x, self.width_in, next(self.parameters()))
 
     # ------------------------------------------------------------------ evaluation
     def forward(self, x):

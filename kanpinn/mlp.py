@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from . import jet as jets
-from .errors import KanpinnError
+from .errors import KanpinnError, check_model_input
 
 __all__ = ["MLP", "ACTIVATIONS"]
 
@@ -92,9 +92,7 @@ class MLP(nn.Module):
         return {"type": "MLP", "widths": self.widths, "activation": self.activation}
 
     def _check_input(self, x):
-        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != self.width_in:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise KanpinnError(f"MLP expects input of shape (N, {self.width_in}), got {shape}")
+        check_model_input("MLP", x, self.width_in, next(self.parameters()))
 
     def forward(self, x):
         self._check_input(x)

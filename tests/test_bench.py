@@ -120,6 +120,40 @@ def test_cli_bench_calls_run(monkeypatch):
     import kanpinn.bench as bench
     from kanpinn.cli import main
     seen = {}
-    monkeypatch.setattr(bench, "run", lambda quick=False, out="bench-results": seen.setdefault("quick", quick))
-    assert main(["bench", "--quick"]) == 0
-    assert seen["quick"] is True
+    monkeypatch.setattr(bench, "run", lambda quick=False, **kw: seen.update(quick=quick, **kw))
+    assert main(["bench", "--quick", "--device", "auto"]) == 0
+    assert seen["quick"] is True and seen["device"] == "auto" and seen["out"] == "bench-results"
+
+
+def test_crossover_from_rows():
+    from kanpinn.bench.devices import crossover
+    rows = [dict(task="jet", dtype="float64", N=n, cpu_over_cuda=r)
+            for n, r in ((1000, 0.5), (4000, 1.2), (16000, 0.9), (64000, 3.0), (256000, 9.0))]
+    rows.append(dict(task="lm_step", dtype="float64", N=1000, cpu_over_cuda=None))
+    (c,) = crossover(rows)
+    # 4000 is faster on CUDA but 16000 is not: CUDA pays from 64000 on
+    assert c["gpu_faster_from_N"] == 64000 and c["largest_N"] == 256000 and c["speedup_at_largest"] == 9.0
+    never = crossover([dict(task="jet", dtype="float32", N=10, cpu_over_cuda=0.5)])
+    assert never[0]["gpu_faster_from_N"] is None
+
+
+def test_devices_rows_and_report(tmp_path):
+    """The CPU-vs-CUDA section runs end to end (CPU column only without CUDA), its LM
+    timing comes from real solver steps, and the tables reach bench.md and bench.h5."""
+    import torch
+    tiny = {"jet_sizes": [256], "lm_sizes": [256], "dtypes": ["float64"], "lm_steps": 3,
+            "warmup": 1, "repeats": 2, "max_seconds": 1.0, "cpu_lm_max": 256}
+    out = tmp_path / "bench"
+    report = run(quick=True, out=str(out), micro=False, suite=False, devices=True, devices_config=tiny,
+                 targets=False, verbose=False)
+    (table, cross) = report.extra
+    assert [r["task"] for r in table.rows] == ["jet", "lm_step"]
+    for r in table.rows:
+        assert r["cpu_ms"] > 0
+        if not torch.cuda.is_available():
+            assert r["cuda_ms"] is None and "no CUDA device" in r["notes"]
+    md = (out / "bench.md").read_text()
+    assert "CPU against CUDA" in md and "lm_step" in md
+    with h5py.File(out / "bench.h5", "r") as h5:
+        assert h5["devices"].attrs["n_rows"] == 2
+        assert h5["devices/cpu_ms"][()].min() > 0

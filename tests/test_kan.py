@@ -156,6 +156,13 @@ def test_input_shape_errors():
             model.forward_jet(bad, 2)
     with pytest.raises(KanpinnError):
         kp.KAN([2])
+    # input on another device or in another dtype than the model: named, not a deep error
+    # ("meta" stands in for a CUDA tensor on machines without a GPU)
+    for m in (model, kp.MLP([2, 8, 1], dtype=F64)):
+        with pytest.raises(KanpinnError, match=r"input is on meta but the model is on cpu"):
+            m(torch.zeros(5, 2, dtype=F64, device="meta"))
+        with pytest.raises(KanpinnError, match=r"dtype torch.float32 but the model has torch.float64"):
+            m(torch.zeros(5, 2, dtype=torch.float32))
     with pytest.raises(KanpinnError):
         kp.KAN([[1, 1], 2])        # multiplication nodes in the input layer
     with pytest.raises(KanpinnError):

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 __all__ = ["run", "machine_info", "BenchReport", "write_markdown", "write_h5", "plot_error_vs_time",
-           "markdown_report"]
+           "markdown_report", "ExtraTable"]
 
 
 @dataclass
@@ -35,6 +35,7 @@ class BenchReport:
     ratios: list = field(default_factory=list)
     machine: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
+    extra: list = field(default_factory=list)
 
     def __str__(self):
         return self.markdown
@@ -147,7 +148,20 @@ RATIO_HEADERS = {"l2_ratio": "L2 ratio", "max_abs_ratio": "max-err ratio", "time
                  "params_ratio": "params ratio", "flops_ratio": "FLOPs ratio"}
 
 
-def markdown_report(machine, micro_rows, scaling_rows, suite_rows, ratio_rows, quick, elapsed=None):
+@dataclass
+class ExtraTable:
+    """A further table of the report (device crossover, targets): written to the
+    markdown under ``title`` and to the HDF5 file as group ``name``."""
+    name: str
+    title: str
+    text: str
+    rows: list
+    columns: list
+    kinds: dict = field(default_factory=dict)
+
+
+def markdown_report(machine, micro_rows, scaling_rows, suite_rows, ratio_rows, quick, elapsed=None,
+                    extra=()):
     out = [f"# kanpinn bench{' (quick)' if quick else ''}", ""]
     out.append("## Machine")
     out.append("")
@@ -175,6 +189,10 @@ def markdown_report(machine, micro_rows, scaling_rows, suite_rows, ratio_rows, q
     if ratio_rows:
         out += ["### Ratios (solver / baseline; < 1 means smaller error or less time)", "",
                 _table(ratio_rows, RATIO_TABLE, {c: "ratio" for c in RATIO_TABLE[4:]}, RATIO_HEADERS), ""]
+    for t in extra:
+        if t.rows:
+            out += [f"## {t.title}", ""] + ([t.text, ""] if t.text else []) + [
+                _table(t.rows, t.columns, t.kinds), ""]
     return "\n".join(out)
 
 
@@ -214,7 +232,7 @@ def _write_table(h5, name, rows, columns):
     return g
 
 
-def write_h5(path, machine, micro_rows, scaling_rows, suite_rows, ratio_rows, histories, quick):
+def write_h5(path, machine, micro_rows, scaling_rows, suite_rows, ratio_rows, histories, quick, extra=()):
     """bench.h5: one group per table (a dataset per column plus the rows as JSON in
     attrs), suite histories under /suite/history/<i>; no pickled objects."""
     import h5py
@@ -231,6 +249,8 @@ def write_h5(path, machine, micro_rows, scaling_rows, suite_rows, ratio_rows, hi
         _write_table(h5, "scaling", scaling_rows, ["model", "vary", "fixed", "dtype", "task", "ratio", "ideal"])
         s = _write_table(h5, "suite", suite_rows, SUITE_COLUMNS)
         _write_table(h5, "ratios", ratio_rows, RATIO_TABLE)
+        for t in extra:
+            _write_table(h5, t.name, t.rows, t.columns)
         hg = s.create_group("history")
         for i, ((prob, solver, mode), hist) in enumerate(sorted(histories.items())):
             g = hg.create_group(str(i))
@@ -289,12 +309,18 @@ def plot_error_vs_time(path, histories, suite_rows):
 # --------------------------------------------------------------------------- run
 
 def run(quick=False, out="bench-results", micro=True, suite=True, problems=None, solvers=None,
-        micro_config=None, suite_overrides=None, verbose=True, targets=None):
+        micro_config=None, suite_overrides=None, verbose=True, targets=None, devices=None,
+        devices_config=None, device="cpu"):
     """Run the micro-benchmarks and the suite, print the markdown report and write
     ``bench.md``, ``bench.h5`` and ``error_vs_time.png`` into ``out``.
 
     quick: fewer sizes and repeats, a few seconds per suite run (minutes in all on two
-    cores). Returns a :class:`BenchReport`."""
+    cores). ``device`` runs the suite there ("auto": CUDA when present). ``devices``: time
+    CPU against CUDA (``kanpinn.bench.devices``); default: when CUDA is present. The
+    targets run on the CPU and, when CUDA is present, on CUDA too. Returns a
+    :class:`BenchReport`."""
+    import torch
+
     from .micro import run_micro, scaling
     from .suite import ratios, run_suite
 
@@ -306,7 +332,8 @@ def run(quick=False, out="bench-results", micro=True, suite=True, problems=None,
     os.makedirs(out, exist_ok=True)
     machine = machine_info()
     log(f"kanpinn bench{' --quick' if quick else ''}: {machine['cpu_model']}, "
-        f"{machine['torch_threads']} torch threads, torch {machine['torch']}")
+        f"{machine['torch_threads']} torch threads, torch {machine['torch']}, "
+        f"CUDA: {machine['cuda_device'] or 'none'}")
     micro_rows, scaling_rows = [], []
     if micro:
         micro_rows = run_micro(quick, config=micro_config, log=log)
@@ -314,22 +341,37 @@ def run(quick=False, out="bench-results", micro=True, suite=True, problems=None,
     suite_rows, histories, ratio_rows = [], {}, []
     if suite:
         suite_rows, histories = run_suite(quick, problems=problems, solvers=solvers,
-                                          overrides=suite_overrides, log=log)
+                                          overrides=suite_overrides, log=log, device=device)
         ratio_rows = ratios(suite_rows)
-    target_rows = []
+    extra = []
+    has_cuda = torch.cuda.is_available()
+    if devices if devices is not None else has_cuda:
+        from .devices import DEVICE_COLUMNS, crossover, run_devices
+        dev_rows = run_devices(quick, config=devices_config, log=log)
+        kinds = {"cpu_ms": "ms", "cuda_ms": "ms", "cpu_over_cuda": "ratio"}
+        extra.append(ExtraTable("devices", "CPU against CUDA (ms per call, median)",
+                                "KAN [2,10,1] G=5 on pykan's Poisson 2D problem. jet: one closure "
+                                "(forward with the Laplacian jet + backward); lm_step: one "
+                                "Levenberg-Marquardt iteration of the solver.",
+                                dev_rows, DEVICE_COLUMNS, kinds))
+        extra.append(ExtraTable("crossover", "Where CUDA starts to pay", "",
+                                crossover(dev_rows), ["task", "dtype", "gpu_faster_from_N",
+                                                      "largest_N", "speedup_at_largest"],
+                                {"speedup_at_largest": "ratio"}))
     if targets if targets is not None else not quick:
         from .targets import run_targets
         target_rows = run_targets(quick, log=log)
+        if has_cuda:
+            target_rows += run_targets(quick, log=log, device="cuda")
+        extra.append(ExtraTable("targets", "Targets (reference problems)", "", target_rows,
+                                ["target", "device", "setup", "measured", "reference"]))
     elapsed = time.perf_counter() - t0
-    text = markdown_report(machine, micro_rows, scaling_rows, suite_rows, ratio_rows, quick, elapsed)
-    if target_rows:
-        from .targets import targets_markdown
-        text += "\n\n## Targets (reference problems)\n\n" + targets_markdown(target_rows) + "\n"
+    text = markdown_report(machine, micro_rows, scaling_rows, suite_rows, ratio_rows, quick, elapsed, extra)
     md = os.path.join(out, "bench.md")
     h5 = os.path.join(out, "bench.h5")
     png = os.path.join(out, "error_vs_time.png")
     write_markdown(md, text)
-    write_h5(h5, machine, micro_rows, scaling_rows, suite_rows, ratio_rows, histories, quick)
+    write_h5(h5, machine, micro_rows, scaling_rows, suite_rows, ratio_rows, histories, quick, extra)
     files = [md, h5]
     try:
         plot_error_vs_time(png, histories, suite_rows)
@@ -339,4 +381,4 @@ def run(quick=False, out="bench-results", micro=True, suite=True, problems=None,
     if verbose:
         print(text)
         print(f"wrote {', '.join(files)}")
-    return BenchReport(text, micro_rows, scaling_rows, suite_rows, ratio_rows, machine, files)
+    return BenchReport(text, micro_rows, scaling_rows, suite_rows, ratio_rows, machine, files, extra)

@@ -204,19 +204,33 @@ def estimate_bytes(model, task, d, n, dtype, probe=256):
 
 # --------------------------------------------------------------------------- timing
 
-def time_call(fn, warmup=1, repeats=5, max_seconds=10.0):
-    """(median ms, repeats done). Stops repeating once ``max_seconds`` are spent."""
+def time_call(fn, warmup=1, repeats=5, max_seconds=10.0, device=None):
+    """(median ms, repeats done). Stops repeating once ``max_seconds`` are spent.
+
+    ``device``: a CUDA device is synchronised before each clock read (kernels run
+    asynchronously; the host clock alone would time only their launch)."""
+    dev = torch.device(device) if device is not None else None
+    if dev is not None and dev.type == "cuda":
+        def sync():
+            torch.cuda.synchronize(dev)
+    else:
+        def sync():
+            return None
     first = None
     for w in range(max(warmup, 1)):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         first = time.perf_counter() - t0
     if first * repeats > max_seconds:
         repeats = max(1, int(max_seconds // max(first, 1e-9)))
     times = []
     for _ in range(repeats):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(times), len(times)
 

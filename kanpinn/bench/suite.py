@@ -154,7 +154,7 @@ def _record(problem_name, solver_name, mode, result=None, opts=None, error=None)
 
 
 def run_suite(quick=False, problems=None, solvers=None, overrides=None, reference=None,
-              log=None, equal_time=True):
+              log=None, equal_time=True, device=None):
     """Run problems × solvers. Returns (rows, histories): rows are dicts with
     ``SUITE_COLUMNS``; histories map (problem, solver, mode) to dicts of arrays.
 
@@ -162,7 +162,8 @@ def run_suite(quick=False, problems=None, solvers=None, overrides=None, referenc
     names (default: all of ``solvers/``, or kan and mlp with ``quick``); overrides: extra
     solve options per model type, {"KAN": {...}, "MLP": {...}} (quick mode default:
     ``QUICK_OVERRIDES``); reference: the solver name whose preset wall time sets the
-    equal-time budget (default: the first KAN solver)."""
+    equal-time budget (default: the first KAN solver); device: where every run trains
+    (default: each solver file's own setting)."""
     from ..presets import load_solver, preset_path
     from ..problem_file import load_problem
     log = log or (lambda *a: None)
@@ -182,6 +183,8 @@ def run_suite(quick=False, problems=None, solvers=None, overrides=None, referenc
         over = overrides if overrides is not None else (QUICK_OVERRIDES if quick else {})
         if over:
             options = _quick_options(options, kind, over, quick)
+        if device is not None:
+            options = dict(options, device=device)
         solver_specs.append((name, kind, factory, options))
     if reference is None:
         reference = next((n for n, k, _, _ in solver_specs if k == "KAN"), solver_specs[0][0] if solver_specs else None)

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-__all__ = ["run_targets"]
+__all__ = ["run_targets", "poisson_problem"]
 
 
 def _first_time(history, level):
@@ -24,7 +24,8 @@ def _first_time(history, level):
     return float(t[hit[0]]) if len(hit) else math.nan
 
 
-def _poisson(problem_name):
+def poisson_problem(problem_name):
+    """pykan's Poisson 2D problem ("poisson_2d") or the KAN paper's ("poisson_2d_paper")."""
     import torch
 
     import kanpinn as kp
@@ -51,15 +52,16 @@ def _poisson(problem_name):
                       exact=exact, name=problem_name)
 
 
-def run_targets(quick=False, log=print):
-    """Rows: dict(target, setup, measured, reference)."""
+def run_targets(quick=False, log=print, device="cpu"):
+    """Rows: dict(target, setup, measured, reference, device)."""
     import kanpinn as kp
     steps = 10 if quick else 60
     rows = []
-    opts = dict(n_interior=2601, n_boundary=204, sampler="grid", progress=False, optimizer="lm")
+    opts = dict(n_interior=2601, n_boundary=204, sampler="grid", progress=False, optimizer="lm",
+                device=device)
 
     log("targets: Poisson 2D (pykan setup), KAN [2,10,1] k=5, grids 5/10/20")
-    res = kp.solve(_poisson("poisson_2d"), kp.KAN([2, 10, 1], k=5, seed=0),
+    res = kp.solve(poisson_problem("poisson_2d"), kp.KAN([2, 10, 1], k=5, seed=0),
                    grids=[5, 10, 20], steps=steps, target=1e-5, **opts)
     h = res.history
     rows.append(dict(target="Poisson 2D: seconds to rel. L2 2.8e-4", setup="KAN [2,10,1] k=5, LM",
@@ -70,9 +72,8 @@ def run_targets(quick=False, log=print):
                      measured=res.metrics["l2_relative"], reference="pykan [2,10,1]: 1.5e-3 in 485 s"))
 
     log("targets: KAN paper Poisson, KAN [2,10,1] k=5, grids 5/10/20")
-    res = kp.solve(_poisson("poisson_2d_paper"), kp.KAN([2, 10, 1], k=5, seed=0),
-                   grids=[5, 10, 20], steps=steps, n_interior=2601, n_boundary=204, sampler="grid",
-                   progress=False, optimizer="lm")
+    res = kp.solve(poisson_problem("poisson_2d_paper"), kp.KAN([2, 10, 1], k=5, seed=0),
+                   grids=[5, 10, 20], steps=steps, **opts)
     x = res.test_x if getattr(res, "test_x", None) is not None else None
     mse = math.nan
     if x is not None and getattr(res, "test_u", None) is not None:
@@ -81,13 +82,15 @@ def run_targets(quick=False, log=print):
                      measured=mse, reference="goal <= 1e-7 (paper: ~1e-7)"))
     rows.append(dict(target="KAN paper Poisson: wall time (s)", setup="",
                      measured=res.metrics["wall_time"], reference=""))
+    for r in rows:
+        r["device"] = str(device)
     return rows
 
 
 def targets_markdown(rows):
-    lines = ["| target | setup | measured | reference |", "|---|---|---|---|"]
+    lines = ["| target | device | setup | measured | reference |", "|---|---|---|---|---|"]
     for r in rows:
         m = r["measured"]
         ms = "not reached" if isinstance(m, float) and math.isnan(m) else (f"{m:.3g}" if isinstance(m, float) else str(m))
-        lines.append(f"| {r['target']} | {r['setup']} | {ms} | {r['reference']} |")
+        lines.append(f"| {r['target']} | {r.get('device', 'cpu')} | {r['setup']} | {ms} | {r['reference']} |")
     return "\n".join(lines)
