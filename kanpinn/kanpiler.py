@@ -165,6 +165,8 @@ def _fitted(expr, symbols, lo, hi, grid, k, seed):
     problem = Problem(Box(lo, hi), residual, name="from_formula")
     model = KAN([d, 2 * d + 1, 1], grid=5, k=k, seed=seed, dtype=torch.float64)
     grids = sorted({5, grid}) if grid > 5 else [grid]
+    # on the CPU: a constructor returns a CPU model, as torch.nn modules do, and a fit on a
+    # few hundred points is not faster on a GPU (see kanpinn.bench.devices)
     solve(problem, model, grids=grids, steps=60, n_interior=max(400, 200 * d), n_boundary=4,
-          progress=False, optimizer="lm")
+          progress=False, optimizer="lm", device="cpu")
     return model
