@@ -67,7 +67,10 @@ class BSplineBasis(nn.Module):
         self.register_buffer("_left", left, persistent=False)
         self.register_buffer("_inv_h", inv_h, persistent=False)
         self.register_buffer("_poly", M, persistent=False)
-        self._uniform = bsplines.is_uniform(M)
+        self._uniform = bsplines.is_uniform(M)       # every interval has the same local table
+        # equal interval widths (k = 1 tables are shared even on unequal grids): points
+        # can then be located by a floor instead of a search
+        self._equal = bool(((inv_h - inv_h[:, :1]).abs() <= 1e-9 * inv_h.abs()).all())
 
     def _apply(self, fn, *args, **kwargs):
         # dtype/device moves: recompute the tables from the moved knots (in float64 inside)
@@ -94,6 +97,17 @@ class BSplineBasis(nn.Module):
     def evaluate(self, x, order=0):
         pts = self.knots[:, self.k: self.knots.shape[1] - self.k]
         return bsplines.local_basis_poly(x, pts, self._left, self._inv_h, self._poly, order, self._uniform)
+
+    # piecewise-polynomial view (used by kanpinn.layer_jet): on interval j a spline is a
+    # polynomial of degree k in the local coordinate u
+    def locate(self, x):
+        """Interval ``j`` (N, in), local coordinate ``u`` and ``1/h_j`` (N, in) of x."""
+        pts = self.knots[:, self.k: self.knots.shape[1] - self.k]
+        return bsplines.locate(x, pts, self._left, self._inv_h, self._equal)
+
+    def piece_coefficients(self, C):
+        """(in, G, k+1, out) power coefficients of the splines with coefficients C (in, G+k, out)."""
+        return bsplines.piece_coefficients(C, self._poly, self._uniform)
 
     def _with_points(self, points):
         new = BSplineBasis(points.shape[0], points.shape[1] - 1, self.k, dtype=points.dtype)
@@ -192,19 +206,19 @@ class ChebyshevBasis(_DenseRangeBasis):
 
     def evaluate(self, x, order=0):
         s, ds = self._scaled(x)
-        T = [torch.ones_like(s), s]
-        dT = [torch.zeros_like(s), torch.ones_like(s)]
-        d2T = [torch.zeros_like(s), torch.zeros_like(s)]
-        for _ in range(2, self.size):
-            T.append(2 * s * T[-1] - T[-2])
-            d2T.append(4 * dT[-1] + 2 * s * d2T[-1] - d2T[-2])
-            dT.append(2 * T[-2] + 2 * s * dT[-1] - dT[-2])
         n = self.size
-        out = [torch.stack(T[:n], -1)]
-        if order >= 1:
-            out.append(torch.stack(dT[:n], -1) * ds[:, None])
-        if order >= 2:
-            out.append(torch.stack(d2T[:n], -1) * (ds * ds)[:, None])
+        # derivative r of T_m = 2 s T_{m-1} - T_{m-2}: T^(r)_m = 2 r T^(r-1)_{m-1}
+        # + 2 s T^(r)_{m-1} - T^(r)_{m-2}, started from T_0 = 1, T_1 = s
+        one, zero = torch.ones_like(s), torch.zeros_like(s)
+        rows = [[one, s]] + [[zero, one if r == 1 else zero] for r in range(1, order + 1)]
+        for _ in range(2, n):
+            for r in range(order, -1, -1):
+                prev = 2 * r * rows[r - 1][-1] if r else 0
+                rows[r].append(prev + 2 * s * rows[r][-1] - rows[r][-2])
+        out, scale = [], torch.ones_like(ds)
+        for r in range(order + 1):
+            out.append(torch.stack(rows[r][:n], -1) * scale[:, None])
+            scale = scale * ds
         return None, out
 
 
@@ -221,12 +235,14 @@ class RBFBasis(_DenseRangeBasis):
         h = 2.0 / max(n - 1, 1)
         z = (s[..., None] - centres) / h
         e = torch.exp(-z * z)
-        out = [e]
-        dz = (ds / h)[:, None]
-        if order >= 1:
-            out.append(-2 * z * e * dz)
-        if order >= 2:
-            out.append((4 * z * z - 2) * e * dz * dz)
+        # d^r/dz^r exp(-z²) = (-1)^r H_r(z) exp(-z²), Hermite H_{r+1} = 2z H_r - 2r H_{r-1}
+        out, dz = [], (ds / h)[:, None]
+        H_prev, H = torch.zeros_like(z), torch.ones_like(z)
+        scale = torch.ones_like(dz)
+        for r in range(order + 1):
+            out.append((-1) ** r * H * e * scale)
+            H_prev, H = H, 2 * z * H - 2 * r * H_prev
+            scale = scale * dz
         return None, out
 
 
@@ -247,10 +263,11 @@ class FourierBasis(_DenseRangeBasis):
         vals = [torch.cat([one, c, sn], -1)[..., :n]]
         w = m * ds[:, None]
         zero = torch.zeros_like(one)
-        if order >= 1:
-            vals.append(torch.cat([zero, -sn * w, c * w], -1)[..., :n])
-        if order >= 2:
-            vals.append(torch.cat([zero, -c * w * w, -sn * w * w], -1)[..., :n])
+        # each derivative turns (cos, sin) into (-sin, cos) times the frequency
+        cr, sr = c, sn
+        for _ in range(order):
+            cr, sr = -sr * w, cr * w
+            vals.append(torch.cat([zero, cr, sr], -1)[..., :n])
         return None, vals
 
 

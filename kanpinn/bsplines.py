@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["uniform_knots", "local_basis", "dense_basis", "n_basis", "piece_polynomials",
-           "local_basis_poly"]
+           "local_basis_poly", "locate", "piece_coefficients"]
 
 
 def n_basis(knots: torch.Tensor, k: int) -> int:
@@ -159,6 +159,45 @@ def is_uniform(M: torch.Tensor, tol: float = 1e-9) -> bool:
     return bool(((M - M[:1, :1]).abs() <= tol * M[:1, :1].abs().amax().clamp_min(1.0)).all())
 
 
+def locate(x: torch.Tensor, grid_pts: torch.Tensor, left, inv_h, equal: bool = False):
+    """The grid interval of each point and its local coordinate there.
+
+    x: (N, in). Returns ``j`` (N, in) long (clamped to the grid, so points outside use the
+    end pieces), ``u = (x - p_j) / h_j`` (N, in; differentiable in x) and ``1 / h_j``.
+    ``equal``: all intervals of an input have the same width (a floor finds j)."""
+    G = left.shape[1]
+    # the choice of piece is made on detached values: it carries no gradient
+    if equal:
+        # equal intervals: the index is a floor, corrected by one step where rounding put
+        # a point near a knot on the wrong side (so t_j <= x < t_{j+1}, as searchsorted)
+        xd = x.detach()
+        pts = grid_pts.detach().T                                       # (G+1, in)
+        j = ((xd - left[:, 0]) * inv_h[:, 0]).floor_().clamp_(0, G - 1).long()
+        j = j + ((xd >= pts.gather(0, j + 1)) & (j < G - 1))
+        j = j - ((xd < pts.gather(0, j)) & (j > 0)).long()
+        ih = inv_h[:, 0].expand_as(x)
+    else:
+        j = torch.searchsorted(grid_pts.detach().contiguous(), x.detach().T.contiguous(), right=True).T - 1
+        j = j.clamp(0, G - 1)
+        ih = inv_h.T.gather(0, j)
+    return j, (x - left.T.gather(0, j)) * ih, ih
+
+
+def piece_coefficients(C: torch.Tensor, M: torch.Tensor, uniform: bool = False) -> torch.Tensor:
+    """Power-basis coefficients of the splines Σ_b C[i,b,o] B_b on every interval.
+
+    C: (in, G+k, out) spline coefficients; M: (in, G, k+1, k+1) from ``piece_polynomials``.
+    Returns P (in, G, k+1, out): on interval j, Σ_b C[i,b,o] B_b(x) = Σ_p P[i,j,p,o] u^p.
+    Differentiable in C (a few small products)."""
+    k1 = M.shape[-1]
+    G = M.shape[1]
+    window = C.unfold(1, k1, 1)                       # (in, G, out, k+1): C[i, j+b, o]
+    # contiguous: points gather rows of it, and a strided source makes that gather slow
+    if uniform:
+        return torch.einsum("pb,ijob->ijpo", M[0, 0], window).contiguous()
+    return torch.einsum("ijpb,ijob->ijpo", M, window[:, :G]).contiguous()
+
+
 def local_basis_poly(x: torch.Tensor, grid_pts: torch.Tensor, left, inv_h, M, order: int = 0,
                      uniform: bool = False):
     """Like ``local_basis`` but from the power-basis tables of ``piece_polynomials``.
@@ -169,10 +208,7 @@ def local_basis_poly(x: torch.Tensor, grid_pts: torch.Tensor, left, inv_h, M, or
     """
     n_in, G = left.shape
     k1 = M.shape[-1]
-    j = torch.searchsorted(grid_pts.detach().contiguous(), x.detach().T.contiguous(), right=True).T - 1
-    j = j.clamp(0, G - 1)
-    ih = inv_h.T.gather(0, j)
-    u = (x - left.T.gather(0, j)) * ih
+    j, u, ih = locate(x, grid_pts, left, inv_h)
     powers = [torch.ones_like(u), u]
     for _ in range(2, k1):
         powers.append(powers[-1] * u)

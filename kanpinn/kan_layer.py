@@ -20,19 +20,9 @@ from . import jet as jets
 from .bases import make_basis
 from .bsplines import scatter_dense
 from .errors import KanpinnError
+from .layer_jet import edge_jet, silu_derivatives
 
 __all__ = ["KANLayer"]
-
-
-def silu_derivatives(x, order):
-    """SiLU and its first two derivatives, elementwise."""
-    s = torch.sigmoid(x)
-    out = [x * s]
-    if order >= 1:
-        out.append(s * (1 + x * (1 - s)))
-    if order >= 2:
-        out.append(s * (1 - s) * (2 + x * (1 - 2 * s)))
-    return out
 
 
 class KANLayer(nn.Module):
@@ -124,14 +114,25 @@ class KANLayer(nn.Module):
     def forward_jet(self, x, g, h, identity_input=False):
         """Propagate a jet. x: (N, in); g, h: (N, in, d) (h may be None).
         ``identity_input``: x is the network input (g the identity, h zero).
-        Returns y (N, out), gy (N, out, d), hy (N, out, d) or None."""
+        Returns y (N, out), gy (N, out, d), hy (N, out, d) or None.
+
+        One autograd node with a hand-written backward (``kanpinn.layer_jet``); while the
+        solver records layers for its Jacobian, the stacked-rows form below instead."""
+        if jets.recording_active():
+            return self._recorded_jet(x, g, h)
+        c, wb = self._weights()
+        C = c.reshape(self.in_dim, self.basis.size, self.out_dim)
+        y, gy, hy = edge_jet(self.basis, x, g, h, C, wb, identity_input)
+        return self._add_symbolic(x, g, h, y, gy, hy)
+
+    def _recorded_jet(self, x, g, h):
+        """The jet as stacked rows [value; d gradient rows; d curvature rows], each
+        (N, in, w), contracted in one product and recorded (``kanpinn.jet.record``) so
+        ``kanpinn.solver.jacobian`` can form per-point parameter Jacobians."""
         order = 1 if h is None else 2
         n, d = x.shape[0], g.shape[2]
         first, vals = self.basis.evaluate(x, order)
         sil = silu_derivatives(x, order)
-        if not jets.recording_active() and (identity_input or (order + 1) * self.out_dim < 1 + order * d):
-            return self._edge_first_jet(x, g, h, first, vals, sil, identity_input)
-        # stacked rows: [value; d gradient rows; d curvature rows], each (N, in, w)
         b0, b1 = vals[0], vals[1]
         gt = g.permute(2, 0, 1)                                   # (d, N, in)
         rows = [b0[None], b1[None] * gt[..., None]]
@@ -152,32 +153,6 @@ class KANLayer(nn.Module):
         y = pieces[0][0]
         gy = pieces[1].permute(1, 2, 0)
         hy = pieces[2].permute(1, 2, 0) if order == 2 else None
-        return self._add_symbolic(x, g, h, y, gy, hy)
-
-    def _edge_first_jet(self, x, g, h, first, vals, sil, identity_input=False):
-        """Jet through a layer with few outputs: each edge's φ, φ', φ'' first (N, in, out),
-        then the chain rule with the input jet. Fewer and smaller tensors than the stacked
-        rows when (order+1)·out < 1 + order·d (the last layer of a PINN) or on the network
-        input (identity jet). The stacked
-        rows are still used while the solver records layers for its Jacobian."""
-        c, wb = self._weights()
-        nb, o = self.basis.size, self.out_dim
-        c3 = c.reshape(self.in_dim, nb, o)
-        if first is None:
-            phis = [torch.einsum("niw,iwo->nio", v, c3) for v in vals]
-        else:
-            idx = first[:, :, None] + torch.arange(vals[0].shape[-1], device=x.device)
-            cg = c3[torch.arange(self.in_dim, device=x.device)[None, :, None], idx]   # (N, in, w, out)
-            phis = [(v[..., None] * cg).sum(2) for v in vals]
-        phis = [p + s[..., None] * wb for p, s in zip(phis, sil)]                  # φ^(k)(x_i), (N, in, out)
-        y = phis[0].sum(1)
-        if identity_input and not self.symbolic:
-            # ∂y_o/∂x_j = φ'_jo(x_j), ∂²y_o/∂x_j² = φ''_jo(x_j): no chain rule needed
-            return y, phis[1].transpose(1, 2), phis[2].transpose(1, 2) if h is not None else None
-        gy = (phis[1][..., None] * g[:, :, None, :]).sum(1)                        # (N, out, d)
-        hy = None
-        if h is not None:
-            hy = (phis[2][..., None] * (g * g)[:, :, None, :] + phis[1][..., None] * h[:, :, None, :]).sum(1)
         return self._add_symbolic(x, g, h, y, gy, hy)
 
     def _add_symbolic(self, x, g, h, y, gy, hy):

@@ -26,7 +26,7 @@ def _sin(x, order):
 
 
 def _silu(x, order):
-    from .kan_layer import silu_derivatives
+    from .layer_jet import silu_derivatives
     return silu_derivatives(x, order)
 
 
