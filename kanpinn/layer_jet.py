@@ -119,10 +119,27 @@ def _piece_coef_grad(saved, A, P):
             dPg[p] = acc.reshape(-1)
         else:
             dPg[:, :, p] = acc
+    return _sum_by_interval(dPg, idx, P.shape, narrow,
+                            sort_first=P.is_cuda and torch.are_deterministic_algorithms_enabled())
+
+
+def _sum_by_interval(dPg, idx, shape, narrow, sort_first=False):
+    """Σ of the per-point rows dPg into their intervals ``idx``: (I, G, k+1, O).
+
+    ``sort_first``: index_put_ with accumulate, which sorts before summing. CUDA's
+    index_add_ sums with atomics in varying order (results differ in the last bit from
+    run to run); under ``torch.use_deterministic_algorithms(True)`` the sorted sums make
+    a run, and a resumed run, bit-reproducible there, at several times the cost for
+    large N. On the CPU index_add_ is deterministic and fastest."""
+    I, G, k1, O = shape
+    if sort_first:
+        rows = dPg.T if narrow else dPg.reshape(-1, k1 * O)
+        dP = dPg.new_zeros(I * G, k1 * O).index_put_((idx,), rows, accumulate=True)
+        return dP.reshape(I, G, k1, O)
     if narrow:
-        dP = P.new_zeros(k1, I * G).index_add_(1, idx, dPg)
+        dP = dPg.new_zeros(k1, I * G).index_add_(1, idx, dPg)
         return dP.T.reshape(I, G, k1, O)
-    dP = P.new_zeros(I * G, k1 * O).index_add_(0, idx, dPg.reshape(-1, k1 * O))
+    dP = dPg.new_zeros(I * G, k1 * O).index_add_(0, idx, dPg.reshape(-1, k1 * O))
     return dP.reshape(I, G, k1, O)
 
 

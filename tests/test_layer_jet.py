@@ -99,3 +99,23 @@ def test_locate_equal_widths_matches_search():
     j_ref, u_ref, _ = locate(x, pts, b._left, b._inv_h, equal=False)
     assert torch.equal(j_fast, j_ref)
     torch.testing.assert_close(u_fast, u_ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("narrow", [True, False])
+def test_interval_sums_sorted_route_agrees(narrow):
+    """The sorted (CUDA, reproducible) and index_add_ (CPU) interval sums are the same."""
+    from kanpinn.layer_jet import _sum_by_interval
+    gen = torch.Generator().manual_seed(3)
+    I, G, k1, n = 3, 6, 4, 50
+    O = 1 if narrow else 5
+    idx = (torch.randint(0, G, (n, I), generator=gen) + torch.arange(I) * G).reshape(-1)
+    dPg = torch.randn(k1, n * I, generator=gen, dtype=F64) if narrow else \
+        torch.randn(n, I, k1, O, generator=gen, dtype=F64)
+    a = _sum_by_interval(dPg, idx, (I, G, k1, O), narrow, sort_first=False)
+    b = _sum_by_interval(dPg, idx, (I, G, k1, O), narrow, sort_first=True)
+    torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+    rows = dPg.T.reshape(n, I, k1, O) if narrow else dPg
+    ref = torch.zeros(I * G, k1, O, dtype=F64)
+    for m, i in enumerate(idx.tolist()):
+        ref[i] += rows.reshape(n * I, k1, O)[m]
+    torch.testing.assert_close(a.reshape(I * G, k1, O), ref)
