@@ -21,7 +21,7 @@ import statistics
 import numpy as np
 import torch
 
-from .micro import closure_jet, time_call
+from .micro import _DTYPES, closure_jet, time_call
 
 __all__ = ["run_devices", "crossover", "DEVICE_COLUMNS", "QUICK_DEVICES", "FULL_DEVICES"]
 
@@ -43,7 +43,6 @@ QUICK_DEVICES = {
     "cpu_lm_max": 16384,
 }
 
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def _model(dtype, device):
