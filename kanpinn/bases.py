@@ -70,7 +70,9 @@ class BSplineBasis(nn.Module):
         self._uniform = bsplines.is_uniform(M)       # every interval has the same local table
         # equal interval widths (k = 1 tables are shared even on unequal grids): points
         # can then be located by a floor instead of a search
-        self._equal = bool(((inv_h - inv_h[:, :1]).abs() <= 1e-9 * inv_h.abs()).all())
+        # (to rounding in the table's dtype: a float32 copy of a uniform grid is uniform)
+        tol = max(1e-9, 64 * torch.finfo(inv_h.dtype).eps)
+        self._equal = bool(((inv_h - inv_h[:, :1]).abs() <= tol * inv_h.abs()).all())
 
     def _apply(self, fn, *args, **kwargs):
         # dtype/device moves: recompute the tables from the moved knots (in float64 inside)
@@ -108,6 +110,11 @@ class BSplineBasis(nn.Module):
     def piece_coefficients(self, C):
         """(in, G, k+1, out) power coefficients of the splines with coefficients C (in, G+k, out)."""
         return bsplines.piece_coefficients(C, self._poly, self._uniform)
+
+    def piece_derivatives(self, C, top):
+        """(in·G, rows, out) power coefficients of the derivatives 0..top of the splines
+        with coefficients C on every interval (``bsplines.derivative_pieces``)."""
+        return bsplines.derivative_pieces(self.piece_coefficients(C), self._inv_h, top)
 
     def _with_points(self, points):
         new = BSplineBasis(points.shape[0], points.shape[1] - 1, self.k, dtype=points.dtype)

@@ -15,10 +15,12 @@ derivatives, also the second ones at the knots, are those of the polynomial piec
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = ["uniform_knots", "local_basis", "dense_basis", "n_basis", "piece_polynomials",
-           "local_basis_poly", "locate", "piece_coefficients"]
+           "local_basis_poly", "locate", "piece_coefficients", "derivative_pieces"]
 
 
 def n_basis(knots: torch.Tensor, k: int) -> int:
@@ -168,18 +170,17 @@ def locate(x: torch.Tensor, grid_pts: torch.Tensor, left, inv_h, equal: bool = F
     G = left.shape[1]
     # the choice of piece is made on detached values: it carries no gradient
     if equal:
-        # equal intervals: the index is a floor, corrected by one step where rounding put
-        # a point near a knot on the wrong side (so t_j <= x < t_{j+1}, as searchsorted)
-        xd = x.detach()
-        pts = grid_pts.detach().T                                       # (G+1, in)
-        j = ((xd - left[:, 0]) * inv_h[:, 0]).floor_().clamp_(0, G - 1).long()
-        j = j + ((xd >= pts.gather(0, j + 1)) & (j < G - 1))
-        j = j - ((xd < pts.gather(0, j)) & (j > 0)).long()
-        ih = inv_h[:, 0].expand_as(x)
-    else:
-        j = torch.searchsorted(grid_pts.detach().contiguous(), x.detach().T.contiguous(), right=True).T - 1
-        j = j.clamp(0, G - 1)
-        ih = inv_h.T.gather(0, j)
+        # equal intervals: the index is a floor of the scaled coordinate, and u is what
+        # remains. A point within rounding of a knot may land in either neighbouring
+        # piece; the spline is C^(k-1) there, so φ .. φ^(k-1) agree to rounding (only a
+        # k-th derivative, a one-sided limit at a knot, can differ)
+        ih = inv_h[:, 0]
+        t = (x - left[:, 0]) * ih
+        j = t.detach().floor().clamp_(0, G - 1)
+        return j.long(), t - j, ih.expand_as(x)
+    j = torch.searchsorted(grid_pts.detach().contiguous(), x.detach().T.contiguous(), right=True).T - 1
+    j = j.clamp(0, G - 1)
+    ih = inv_h.T.gather(0, j)
     return j, (x - left.T.gather(0, j)) * ih, ih
 
 
@@ -196,6 +197,41 @@ def piece_coefficients(C: torch.Tensor, M: torch.Tensor, uniform: bool = False) 
     if uniform:
         return torch.einsum("pb,ijob->ijpo", M[0, 0], window).contiguous()
     return torch.einsum("ijpb,ijob->ijpo", M, window[:, :G]).contiguous()
+
+
+def derivative_pieces(P: torch.Tensor, inv_h: torch.Tensor, top: int) -> torch.Tensor:
+    """Power coefficients, in the local coordinate u, of the splines' derivatives 0..top.
+
+    P: (in, G, k+1, out) from ``piece_coefficients``; inv_h: (in, G). On interval j,
+    d^r/dx^r Σ_b C B_b = Σ_q Q[i·G + j, row(r, q), o] u^q, with
+    Q[:, row(r, q)] = (q+r)!/q! · h_j^-r · P[:, :, q+r]; rows run r-major, k+1-r of them
+    for each r = 0 .. min(top, k). Returns Q (in·G, rows, out), contiguous (points gather
+    its first axis), differentiable in P: the factors and interval widths are folded in
+    once per table, not once per point."""
+    I, G, k1, O = P.shape
+    F, power = _derivative_rows(k1, top, P.dtype, P.device)
+    S = inv_h[..., None] ** power                                       # (in, G, rows)
+    Q = torch.einsum("rp,ijpo->ijro", F, P) * S[..., None]
+    return Q.reshape(I * G, F.shape[0], O).contiguous()
+
+
+_DERIVATIVE_ROWS = {}
+
+
+def _derivative_rows(k1, top, dtype, device):
+    """F (rows, k+1): row (r, q) selects P_(q+r) times (q+r)!/q!; and each row's r."""
+    key = (k1, top, dtype, device)
+    if key not in _DERIVATIVE_ROWS:
+        rows, power = [], []
+        for r in range(min(top, k1 - 1) + 1):
+            for q in range(k1 - r):
+                row = [0.0] * k1
+                row[q + r] = float(math.perm(q + r, r))
+                rows.append(row)
+                power.append(float(r))
+        _DERIVATIVE_ROWS[key] = (torch.tensor(rows, dtype=dtype, device=device),
+                                 torch.tensor(power, dtype=dtype, device=device))
+    return _DERIVATIVE_ROWS[key]
 
 
 def local_basis_poly(x: torch.Tensor, grid_pts: torch.Tensor, left, inv_h, M, order: int = 0,

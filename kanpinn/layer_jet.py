@@ -35,112 +35,116 @@ backward re-runs the forward's ops under autograd, so higher derivatives stay ex
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 
-__all__ = ["edge_jet", "silu_derivatives", "edge_derivatives"]
+__all__ = ["edge_jet", "silu_derivatives", "edge_derivatives", "input_features"]
 
 
 def silu_derivatives(x, order):
-    """SiLU and its derivatives up to ``order`` (<= 3), elementwise."""
+    """SiLU and its derivatives up to ``order`` (<= 3), elementwise.
+
+    With s = σ(x), σ' = s(1-s) and t = 1-2s: SiLU' = s + x σ', SiLU'' = σ'(2 + x t),
+    SiLU''' = σ'(3t + x(1 - 6σ'))."""
     s = torch.sigmoid(x)
     out = [x * s]
     if order >= 1:
-        out.append(s * (1 + x * (1 - s)))
+        ds = s - s * s
+        out.append(torch.addcmul(s, x, ds))
     if order >= 2:
-        ds = s * (1 - s)                                # σ'
-        out.append(ds * (2 + x * (1 - 2 * s)))
+        t = torch.rsub(s, 1, alpha=2)
+        out.append((x * t + 2) * ds)
     if order >= 3:
-        d2s = ds * (1 - 2 * s)                          # σ''
-        d3s = ds * (1 - 6 * ds)                         # σ''' = σ'(1 - 6σ')
-        out.append(3 * d2s + x * d3s)
+        out.append(torch.add(x * torch.rsub(ds, 1, alpha=6), t, alpha=3) * ds)
     return out
-
-
-def _falling(p, r):
-    """p (p-1) ... (p-r+1): the factor of d^r/du^r u^p."""
-    return math.perm(p, r)
 
 
 # --------------------------------------------------------------------------- B-splines
 
-def _piece_values(basis, x, P, top):
-    """Spline derivatives 0..top (list of (N, I, O)) from the interval tables P, and what
-    the backward needs (gather index, local coordinate, inverse width)."""
-    I, G, k1, O = P.shape
-    j, u, ih = basis.locate(x)
-    idx = (j + torch.arange(I, device=x.device) * G).reshape(-1)
-    Pg = P.reshape(I * G, k1 * O).index_select(0, idx).reshape(x.shape[0], I, k1, O)
-    u3, ih3 = u[..., None], ih[..., None]
-    out, scale = [], None
-    for r in range(top + 1):
-        if r >= k1:                                     # degree k: higher derivatives vanish
-            out.append(torch.zeros_like(out[0]))
-            continue
-        acc = Pg[:, :, k1 - 1] * float(_falling(k1 - 1, r)) if r else Pg[:, :, k1 - 1]
-        for p in range(k1 - 2, r - 1, -1):
-            c = _falling(p, r)
-            acc = torch.addcmul(Pg[:, :, p] * float(c) if c != 1 else Pg[:, :, p], acc, u3)
-        if r:
-            scale = ih3 if scale is None else scale * ih3
-            acc = acc * scale
+def _row_starts(k1, top):
+    """First row of each derivative r = 0..min(top, k) in a ``derivative_pieces`` table."""
+    starts, at = [], 0
+    for r in range(min(top, k1 - 1) + 1):
+        starts.append(at)
+        at += k1 - r
+    return starts
+
+
+def _piece_values(basis, x, Q, top):
+    """Spline derivatives 0..top (list of (N, I, O)) from the derivative table Q
+    (I·G, rows, O) of ``basis.piece_derivatives``, and what the backward needs (gather
+    index, local coordinate): per point one row of Q is gathered and each derivative
+    follows by Horner's rule."""
+    n, I = x.shape
+    k1 = basis.k + 1
+    IG, rows, O = Q.shape
+    j, u, _ = basis.locate(x)
+    idx = (j + torch.arange(I, device=x.device) * (IG // I)).reshape(-1)
+    # a gather of whole rows along the first axis (far faster than along another axis)
+    Qg = Q.reshape(IG, rows * O).index_select(0, idx).reshape(n, I, rows, O)
+    u3 = u[..., None]
+    out = []
+    for r, at in enumerate(_row_starts(k1, top)):
+        acc = Qg[:, :, at + k1 - 1 - r]
+        for q in range(k1 - 2 - r, -1, -1):
+            acc = torch.addcmul(Qg[:, :, at + q], acc, u3)
         out.append(acc)
-    return out, (idx, u3, ih3)
+    out += [torch.zeros_like(out[0])] * (top + 1 - len(out))           # degree k: higher vanish
+    return out, (idx, u3)
 
 
-def _piece_coef_grad(saved, A, P):
-    """∂L/∂P (I, G, k+1, O) from A_r = ∂L/∂a_r (list of (N, I, O))."""
-    idx, u3, ih3 = saved
-    I, G, k1, O = P.shape
-    n = u3.shape[0]
-    # B_r = A_r / h^r; ∂L/∂Pg_p = Σ_r falling(p, r) u^(p-r) B_r
-    B, scale = [], None
-    for r, a in enumerate(A):
-        if r:
-            scale = ih3 if scale is None else scale * ih3
-            a = a * scale
-        B.append(a)
+def _piece_coef_grad(saved, A, Q, k1):
+    """∂L/∂Q (I·G, rows, O) from A_r = ∂L/∂a_r (list of (N, I, O)): row (r, q) of the
+    gathered table gets A_r u^q, summed into the point's interval."""
+    idx, u3 = saved
     upow = [None, u3]
     for _ in range(2, k1):
         upow.append(upow[-1] * u3)
-    # rows of ∂L/∂Pg, laid out so the scatter-add by interval runs along long rows:
-    # (k+1, N·I) for one output (a scatter of 4-number rows is slow), else (N·I, (k+1)·O)
+    n, I, O = A[0].shape
+    starts = _row_starts(k1, len(A) - 1)
+    used = starts[-1] + k1 - (len(starts) - 1)                        # rows of r <= order
+    # laid out so the scatter-add by interval runs along long rows: (used, N·I) for one
+    # output (CPU index_add_ along the first axis loops over short rows), else
+    # (N·I, used·O)
     narrow = O == 1
-    dPg = P.new_empty(k1, n * I) if narrow else P.new_empty(n, I, k1, O)
-    for p in range(k1):
-        acc = None
-        for r in range(min(p, len(B) - 1) + 1):
-            c, q = _falling(p, r), p - r
-            term = B[r] if q == 0 else B[r] * upow[q]
-            if c != 1:
-                term = term * float(c)
-            acc = term if acc is None else acc + term
-        if narrow:
-            dPg[p] = acc.reshape(-1)
-        else:
-            dPg[:, :, p] = acc
-    return _sum_by_interval(dPg, idx, P.shape, narrow,
-                            sort_first=P.is_cuda and torch.are_deterministic_algorithms_enabled())
+    dQg = Q.new_empty(used, n, I) if narrow else Q.new_empty(n, I, used, O)
+    for r, at in enumerate(starts):
+        for q in range(k1 - r):
+            dst = dQg[at + q] if narrow else dQg[:, :, at + q]
+            src = A[r][..., 0] if narrow else A[r]
+            if q == 0:
+                dst.copy_(src)
+            else:
+                torch.mul(src, upow[q][..., 0] if narrow else upow[q], out=dst)
+    return _sum_by_interval(dQg.reshape(used, n * I) if narrow else dQg.reshape(n * I, used * O),
+                            idx, Q.shape, narrow,
+                            sort_first=Q.is_cuda and torch.are_deterministic_algorithms_enabled())
 
 
-def _sum_by_interval(dPg, idx, shape, narrow, sort_first=False):
-    """Σ of the per-point rows dPg into their intervals ``idx``: (I, G, k+1, O).
+def _sum_by_interval(dQg, idx, shape, narrow, sort_first=False):
+    """Σ of the per-point rows of dQg into their intervals ``idx``: a table of ``shape``
+    (I·G, rows, O), zero in the rows beyond those given. dQg: (used, N·I) when ``narrow``
+    (O = 1), else (N·I, used·O).
 
     ``sort_first``: index_put_ with accumulate, which sorts before summing. CUDA's
     index_add_ sums with atomics in varying order (results differ in the last bit from
     run to run); under ``torch.use_deterministic_algorithms(True)`` the sorted sums make
     a run, and a resumed run, bit-reproducible there, at several times the cost for
     large N. On the CPU index_add_ is deterministic and fastest."""
-    I, G, k1, O = shape
+    IG, rows, O = shape
+    rows_in = dQg.T if narrow else dQg                                 # (N·I, used·O)
+    used = rows_in.shape[1] // O
     if sort_first:
-        rows = dPg.T if narrow else dPg.reshape(-1, k1 * O)
-        dP = dPg.new_zeros(I * G, k1 * O).index_put_((idx,), rows, accumulate=True)
-        return dP.reshape(I, G, k1, O)
-    if narrow:
-        dP = dPg.new_zeros(k1, I * G).index_add_(1, idx, dPg)
-        return dP.T.reshape(I, G, k1, O)
-    dP = dPg.new_zeros(I * G, k1 * O).index_add_(0, idx, dPg.reshape(-1, k1 * O))
-    return dP.reshape(I, G, k1, O)
+        dQ = dQg.new_zeros(IG, used * O).index_put_((idx,), rows_in, accumulate=True)
+    elif narrow:
+        dQ = dQg.new_zeros(used, IG).index_add_(1, idx, dQg).T
+    else:
+        dQ = dQg.new_zeros(IG, used * O).index_add_(0, idx, dQg)
+    dQ = dQ.reshape(IG, used, O)
+    if used < rows:
+        dQ = torch.cat([dQ, dQ.new_zeros(IG, rows - used, O)], 1)
+    return dQ
 
 
 # --------------------------------------------------------------------------- dense bases
@@ -174,7 +178,7 @@ def edge_derivatives(basis, x, coef, Wb, top, pieces):
     coefficient tensor C (I, nb, O)."""
     a, saved = (_piece_values if pieces else _dense_values)(basis, x, coef, top)
     sil = silu_derivatives(x, top)
-    return [ar + s[..., None] * Wb for ar, s in zip(a, sil)], saved, sil
+    return [torch.addcmul(ar, s[..., None], Wb) for ar, s in zip(a, sil)], saved, sil
 
 
 def _bmm(a, b):
@@ -201,9 +205,9 @@ def _combine(a, g, h, identity, order):
 
 class _EdgeJet(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, g, h, coef, Wb, basis, identity, order, pieces):
-        need_x = ctx.needs_input_grad[0]
-        top = order + (1 if need_x else 0)
+    def forward(ctx, x, g, h, coef, Wb, basis, identity, order, pieces, top):
+        # top = order + 1 when x needs a gradient (∂/∂x of a_r is a_(r+1))
+        need_x = top > order
         a, saved, sil = edge_derivatives(basis, x, coef, Wb, top, pieces)
         y, gy, hy = _combine(a, g, h, identity, order)
         ctx.args = (basis, identity, order, pieces, need_x)
@@ -249,28 +253,147 @@ class _EdgeJet(torch.autograd.Function):
         if need_x:
             dx = sum((Ar * ar).sum(-1) for Ar, ar in zip(A, a[1:R + 1]))
         if ctx.needs_input_grad[3]:
-            dcoef = (_piece_coef_grad if pieces else _dense_coef_grad)(ctx.saved, A, coef)
+            dcoef = (_piece_coef_grad(ctx.saved, A, coef, basis.k + 1) if pieces
+                     else _dense_coef_grad(ctx.saved, A, coef))
         if ctx.needs_input_grad[4]:
             dWb = sum((s[..., None] * Ar).sum(0) for s, Ar in zip(sil, A))
-        return dx, dg, dh, dcoef, dWb, None, None, None, None
+        return dx, dg, dh, dcoef, dWb, None, None, None, None, None
 
 
 def _backward_differentiable(ctx, x, g, h, coef, Wb, Gy, Ggy, Ghy):
     """The backward through the forward's ops under autograd, so it can be differentiated
     again (``create_graph=True``)."""
     basis, identity, order, pieces, _ = ctx.args
-    inputs = (x, g, h, coef, Wb)
+
+    def outputs(x, g, h, coef, Wb):
+        a, _, _ = edge_derivatives(basis, x, coef, Wb, order, pieces)
+        return _combine(a, g, h, identity, order)
+    return (*_regrad(ctx, (x, g, h, coef, Wb), outputs, (Gy, Ggy, Ghy)), None, None, None, None, None)
+
+
+def _regrad(ctx, inputs, outputs, grads_out):
+    """Gradients of ``outputs(*inputs)`` against ``grads_out`` for the inputs the node
+    needs, recomputed under autograd with ``create_graph=True``."""
     wanted = [i for i, t in enumerate(inputs) if t is not None and ctx.needs_input_grad[i]]
     with torch.enable_grad():
-        a, _, _ = edge_derivatives(basis, x, coef, Wb, order, pieces)
-        outs = _combine(a, g, h, identity, order)
-        pairs = [(o, go) for o, go in zip(outs, (Gy, Ggy, Ghy)) if o is not None and go is not None]
+        outs = outputs(*inputs)
+        pairs = [(o, go) for o, go in zip(outs, grads_out) if o is not None and go is not None]
         grads = torch.autograd.grad([o for o, _ in pairs], [inputs[i] for i in wanted],
                                     [go for _, go in pairs], create_graph=True, allow_unused=True)
-    out = [None] * 5
+    out = [None] * len(inputs)
     for i, gr in zip(wanted, grads):
         out[i] = gr
-    return (*out, None, None, None, None)
+    return out
+
+
+# --------------------------------------------------------------------------- network input
+
+# The first layer sees the network input, and a PINN optimiser evaluates the same
+# collocation points in closure after closure while only the coefficients change. Its
+# basis matrix (with the SiLU as one more column) is then computed once per input and
+# every closure is one batched product forward and one backward. An entry is used only
+# for the same input tensor with the same values (compared with a kept copy, so even an
+# in-place change through ``.data`` is a miss) and the same basis buffers (a grid update
+# or a loaded state is a miss); entries die with their input or basis.
+_FEATURES = []
+_FEATURES_KEPT = 4
+_FEATURES_MAX_BYTES = 2 ** 28
+_FEATURES_MAX_COLUMNS = 24
+
+
+def _same(a, b):
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
+
+
+def input_features(basis, x, top):
+    """(in, (top+1)·N, nb+1): row r·N + n of slice i holds the r-th derivatives of
+    [every basis function | SiLU] at x[n, i]; cached per (x, basis, top)."""
+    bufs = list(basis.buffers())
+    kept, hit = [], None
+    for entry in _FEATURES:
+        xr, br, t, x_copy, buf_copies, D = entry
+        xx, bb = xr(), br()
+        if xx is None or bb is None:
+            continue
+        kept.append(entry)
+        if (hit is None and xx is x and bb is basis and t == top and _same(x_copy, x)
+                and all(_same(c, b) for c, b in zip(buf_copies, bufs))):
+            hit = D
+    if hit is None:
+        hit = _features(basis, x, top)
+        kept.append((weakref.ref(x), weakref.ref(basis), top, x.detach().clone(),
+                     [b.detach().clone() for b in bufs], hit))
+    _FEATURES[:] = kept[-_FEATURES_KEPT:]
+    return hit
+
+
+def _features(basis, x, top):
+    with torch.no_grad():
+        first, vals = basis.evaluate(x, top)
+        if first is not None:
+            from .bsplines import scatter_dense
+            vals = [scatter_dense(first, v, basis.size) for v in vals]
+        sil = silu_derivatives(x, top)
+        D = torch.cat([torch.stack(vals, 0), torch.stack(sil, 0)[..., None]], -1)  # (R, N, I, nb+1)
+        R, n, I, nb1 = D.shape
+        return D.permute(2, 0, 1, 3).reshape(I, R * n, nb1).contiguous()
+
+
+def _use_features(basis, x, top):
+    """Cache the first layer's features when they are small: the product costs
+    ~(nb+1) per point and output where the piecewise route costs ~(k+1), so coarse grids
+    gain and fine ones keep the route whose cost is flat in G."""
+    if x.is_inference() or torch.is_inference_mode_enabled():
+        return False
+    n, I = x.shape
+    nb1 = basis.size + 1
+    return nb1 <= _FEATURES_MAX_COLUMNS and (top + 1) * n * I * nb1 * x.element_size() <= _FEATURES_MAX_BYTES
+
+
+class _InputJet(torch.autograd.Function):
+    """y, gy, hy of a network-input layer (g the identity, h zero) from its features Dp
+    (``input_features``) and the stacked coefficients Cp = [C | Wb] (in, nb+1, out)."""
+
+    @staticmethod
+    def forward(ctx, x, Cp, Dp, basis, order):
+        I, n = Dp.shape[0], x.shape[0]
+        a = torch.bmm(Dp, Cp).reshape(I, -1, n, Cp.shape[2])             # (I, top+1, N, O)
+        ctx.args = (basis, order)
+        ctx.save_for_backward(x, Cp, Dp, a)
+        y = a[:, 0].sum(0)
+        gy = a[:, 1].permute(1, 2, 0)
+        hy = a[:, 2].permute(1, 2, 0) if order > 1 else None
+        return y, gy, hy
+
+    @staticmethod
+    def backward(ctx, Gy, Ggy, Ghy):
+        x, Cp, Dp, a = ctx.saved_tensors
+        basis, order = ctx.args
+        if torch.is_grad_enabled():
+            return (*_regrad(ctx, (x, Cp), lambda x, Cp: _input_jet_by_pieces(basis, x, Cp, order),
+                             (Gy, Ggy, Ghy)), None, None, None)
+        I, _, n, O = a.shape
+        R = order + 1
+        zero = a.new_zeros(())
+        A = [Gy.expand(I, n, O) if Gy is not None else zero.expand(I, n, O)]
+        for G in (Ggy, Ghy)[:order]:
+            A.append(G.permute(2, 0, 1) if G is not None else zero.expand(I, n, O))
+        A = torch.stack(A, 1)                                                # (I, R, N, O)
+        dx = dCp = None
+        if ctx.needs_input_grad[1]:
+            dCp = torch.bmm(Dp[:, :R * n].transpose(1, 2), A.reshape(I, R * n, O))
+        if ctx.needs_input_grad[0]:
+            dx = (A * a[:, 1:R + 1]).sum((1, 3)).T
+        return dx, dCp, None, None, None
+
+
+def _input_jet_by_pieces(basis, x, Cp, order):
+    """The same outputs as ``_InputJet`` by the general route, under autograd."""
+    C, Wb = Cp[:, :-1], Cp[:, -1]
+    pieces = callable(getattr(basis, "piece_derivatives", None))
+    coef = basis.piece_derivatives(C, order) if pieces else C
+    a, _, _ = edge_derivatives(basis, x, coef, Wb, order, pieces)
+    return _combine(a, None, None, True, order)
 
 
 def edge_jet(basis, x, g, h, C, Wb, identity=False):
@@ -279,8 +402,12 @@ def edge_jet(basis, x, g, h, C, Wb, identity=False):
     Wb: (I, O) base weights; ``h`` None: first-order jet; ``identity``: x is the network
     input (g, h are then not used)."""
     order = 1 if h is None else 2
+    top = order + int(x.requires_grad and torch.is_grad_enabled())
     if identity:
+        if _use_features(basis, x, top):
+            Cp = torch.cat([C, Wb[:, None, :]], 1)
+            return _InputJet.apply(x, Cp, input_features(basis, x, top), basis, order)
         g = h = None
-    pieces = callable(getattr(basis, "piece_coefficients", None))
-    coef = basis.piece_coefficients(C) if pieces else C
-    return _EdgeJet.apply(x, g, h, coef, Wb, basis, identity, order, pieces)
+    pieces = callable(getattr(basis, "piece_derivatives", None))
+    coef = basis.piece_derivatives(C, top) if pieces else C
+    return _EdgeJet.apply(x, g, h, coef, Wb, basis, identity, order, pieces, top)

@@ -89,33 +89,94 @@ def test_single_output_layer_gradient_layout():
 
 
 def test_locate_equal_widths_matches_search():
-    """The floor-based interval search on equal grids agrees with searchsorted, also for
-    points exactly on the knots and outside the grid."""
+    """The floor-based interval search on equal grids agrees with searchsorted away from
+    the knots and outside the grid; a point within rounding of a knot may take either
+    neighbouring piece, where the spline and its first k-1 derivatives agree."""
     b = make_basis("bspline", 2, 10, 3, (-1.0, 1.0), F64)
     assert b._equal
     pts = b.knots[:, 3:-3]
-    x = torch.cat([pts.T, torch.rand(500, 2, dtype=F64) * 3 - 1.5, pts.T + 1e-15, pts.T - 1e-15])
+    x = torch.cat([torch.rand(500, 2, dtype=F64) * 3 - 1.5, pts.T + 1e-9, pts.T - 1e-9])
     j_fast, u_fast, _ = b.locate(x)
     j_ref, u_ref, _ = locate(x, pts, b._left, b._inv_h, equal=False)
     assert torch.equal(j_fast, j_ref)
     torch.testing.assert_close(u_fast, u_ref, rtol=0, atol=1e-12)
+    on = pts.T.clone()
+    j_on, u_on, _ = b.locate(on)
+    left, _, _ = locate(on, pts, b._left, b._inv_h, equal=False)
+    assert bool(((j_on == left) | (j_on == left - 1)).all())
+    C = torch.randn(2, b.size, 1, dtype=F64)
+    Q = b.piece_derivatives(C, 2).reshape(2, -1, 9)                   # rows r = 0, 1, 2
+    for jj in (j_on, left.clamp(max=9)):
+        uu = (on - b._left.T.gather(0, jj)) * b._inv_h.T.gather(0, jj)
+        rows = Q[torch.arange(2), jj]                                  # (G+1, 2, 9)
+        vals = [sum(rows[..., at + q] * uu ** q for q in range(4 - r)) for r, at in enumerate((0, 4, 7))]
+        if jj is j_on:
+            first = vals
+    for a, c in zip(first, vals):
+        torch.testing.assert_close(a, c, rtol=1e-9, atol=1e-9)
+
+
+def test_float32_uniform_grid_counts_as_equal():
+    """A float32 copy of a uniform grid still takes the floor search."""
+    b = make_basis("bspline", 3, 7, 3, (-1.0, 1.0), torch.float32)
+    assert b._equal
 
 
 @pytest.mark.parametrize("narrow", [True, False])
 def test_interval_sums_sorted_route_agrees(narrow):
-    """The sorted (CUDA, reproducible) and index_add_ (CPU) interval sums are the same."""
+    """The sorted (CUDA, reproducible) and index_add_ (CPU) interval sums agree with a
+    plain loop."""
     from kanpinn.layer_jet import _sum_by_interval
     gen = torch.Generator().manual_seed(3)
-    I, G, k1, n = 3, 6, 4, 50
+    I, G, rows, used, n = 3, 6, 9, 7, 50
     O = 1 if narrow else 5
     idx = (torch.randint(0, G, (n, I), generator=gen) + torch.arange(I) * G).reshape(-1)
-    dPg = torch.randn(k1, n * I, generator=gen, dtype=F64) if narrow else \
-        torch.randn(n, I, k1, O, generator=gen, dtype=F64)
-    a = _sum_by_interval(dPg, idx, (I, G, k1, O), narrow, sort_first=False)
-    b = _sum_by_interval(dPg, idx, (I, G, k1, O), narrow, sort_first=True)
-    torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
-    rows = dPg.T.reshape(n, I, k1, O) if narrow else dPg
-    ref = torch.zeros(I * G, k1, O, dtype=F64)
+    per_point = torch.randn(n * I, used, O, generator=gen, dtype=F64)
+    dQg = per_point[..., 0].T.contiguous() if narrow else per_point.reshape(n * I, used * O)
+    a = _sum_by_interval(dQg, idx, (I * G, rows, O), narrow, sort_first=False)
+    b = _sum_by_interval(dQg, idx, (I * G, rows, O), narrow, sort_first=True)
+    ref = torch.zeros(I * G, rows, O, dtype=F64)
     for m, i in enumerate(idx.tolist()):
-        ref[i] += rows.reshape(n * I, k1, O)[m]
-    torch.testing.assert_close(a.reshape(I * G, k1, O), ref)
+        ref[i, :used] += per_point[m]
+    torch.testing.assert_close(a, ref, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(b, ref, rtol=1e-13, atol=1e-13)
+
+
+def test_input_features_cache_follows_input_and_grid():
+    """The first layer's cached features give the same jet as the uncached route, and
+    are recomputed when the input changes in place (even through .data), when the grid
+    is replaced, and dropped with the input."""
+    import gc
+    from kanpinn import layer_jet
+    from kanpinn.kan import KAN
+    gen = torch.Generator().manual_seed(5)
+    model = KAN([2, 3, 1], grid=5, seed=0, dtype=F64)
+    x = torch.rand(40, 2, generator=gen, dtype=F64) * 2 - 1
+
+    def jet():
+        return [t.detach().clone() for t in model.forward_jet(x, 2)]
+
+    def uncached():
+        old, layer_jet._FEATURES_MAX_COLUMNS = layer_jet._FEATURES_MAX_COLUMNS, 0
+        try:
+            return jet()
+        finally:
+            layer_jet._FEATURES_MAX_COLUMNS = old
+
+    first = jet()
+    assert any(e[0]() is x for e in layer_jet._FEATURES)
+    for a, b in zip(jet(), uncached()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    x.data.mul_(0.5)                                    # no version bump through .data
+    moved = jet()
+    assert not torch.allclose(moved[0], first[0])
+    for a, b in zip(moved, uncached()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    model.update_grid(x)
+    for a, b in zip(jet(), uncached()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    del x
+    gc.collect()
+    jet_other = model.forward_jet(torch.zeros(3, 2, dtype=F64), 2)
+    assert jet_other[0].shape == (3, 1)
+    assert all(e[0]() is not None for e in layer_jet._FEATURES)
