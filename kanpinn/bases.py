@@ -112,7 +112,7 @@ class BSplineBasis(nn.Module):
         return bsplines.piece_coefficients(C, self._poly, self._uniform)
 
     def piece_derivatives(self, C, top):
-        """(in·G, rows, out) power coefficients of the derivatives 0..top of the splines
+        """(rows, in·G, out) power coefficients of the derivatives 0..top of the splines
         with coefficients C on every interval (``bsplines.derivative_pieces``)."""
         return bsplines.derivative_pieces(self.piece_coefficients(C), self._inv_h, top)
 

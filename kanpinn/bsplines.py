@@ -203,16 +203,16 @@ def derivative_pieces(P: torch.Tensor, inv_h: torch.Tensor, top: int) -> torch.T
     """Power coefficients, in the local coordinate u, of the splines' derivatives 0..top.
 
     P: (in, G, k+1, out) from ``piece_coefficients``; inv_h: (in, G). On interval j,
-    d^r/dx^r Σ_b C B_b = Σ_q Q[i·G + j, row(r, q), o] u^q, with
-    Q[:, row(r, q)] = (q+r)!/q! · h_j^-r · P[:, :, q+r]; rows run r-major, k+1-r of them
-    for each r = 0 .. min(top, k). Returns Q (in·G, rows, out), contiguous (points gather
-    its first axis), differentiable in P: the factors and interval widths are folded in
+    d^r/dx^r Σ_b C B_b = Σ_q Q[row(r, q), i·G + j, o] u^q, with
+    Q[row(r, q)] = (q+r)!/q! · h_j^-r · P[:, :, q+r]; rows run r-major, k+1-r of them for
+    each r = 0 .. min(top, k). Returns Q (rows, in·G, out), contiguous (points gather
+    from each row), differentiable in P: the factors and interval widths are folded in
     once per table, not once per point."""
     I, G, k1, O = P.shape
     F, power = _derivative_rows(k1, top, P.dtype, P.device)
-    S = inv_h[..., None] ** power                                       # (in, G, rows)
-    Q = torch.einsum("rp,ijpo->ijro", F, P) * S[..., None]
-    return Q.reshape(I * G, F.shape[0], O).contiguous()
+    S = inv_h[None] ** power[:, None, None]                             # (rows, in, G)
+    Q = torch.einsum("rp,ijpo->rijo", F, P) * S[..., None]
+    return Q.reshape(F.shape[0], I * G, O).contiguous()
 
 
 _DERIVATIVE_ROWS = {}

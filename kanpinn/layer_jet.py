@@ -73,29 +73,36 @@ def _row_starts(k1, top):
 
 def _piece_values(basis, x, Q, top):
     """Spline derivatives 0..top (list of (N, I, O)) from the derivative table Q
-    (I·G, rows, O) of ``basis.piece_derivatives``, and what the backward needs (gather
-    index, local coordinate): per point one row of Q is gathered and each derivative
-    follows by Horner's rule."""
+    (rows, I·G, O) of ``basis.piece_derivatives``, and what the backward needs (gather
+    index, local coordinate): each point gathers its interval's column of the table and
+    each derivative follows by Horner's rule."""
     n, I = x.shape
     k1 = basis.k + 1
-    IG, rows, O = Q.shape
+    rows, IG, O = Q.shape
     j, u, _ = basis.locate(x)
     idx = (j + torch.arange(I, device=x.device) * (IG // I)).reshape(-1)
-    # a gather of whole rows along the first axis (far faster than along another axis)
-    Qg = Q.reshape(IG, rows * O).index_select(0, idx).reshape(n, I, rows, O)
+    starts = _row_starts(k1, top)
+    used = starts[-1] + k1 - (len(starts) - 1)
+    # one gather per table row, each contiguous: Horner's elementwise ops then run on
+    # contiguous memory (on strided slices of a single gather they are ~5x slower); a
+    # one-output table is gathered as 1-D rows (a 2-D gather of width 1 is slow)
+    if O == 1:
+        Qg = [Q[r, :, 0].index_select(0, idx).view(n, I, 1) for r in range(used)]
+    else:
+        Qg = [Q[r].index_select(0, idx).view(n, I, O) for r in range(used)]
     u3 = u[..., None]
     out = []
-    for r, at in enumerate(_row_starts(k1, top)):
-        acc = Qg[:, :, at + k1 - 1 - r]
+    for r, at in enumerate(starts):
+        acc = Qg[at + k1 - 1 - r]
         for q in range(k1 - 2 - r, -1, -1):
-            acc = torch.addcmul(Qg[:, :, at + q], acc, u3)
+            acc = torch.addcmul(Qg[at + q], acc, u3)
         out.append(acc)
     out += [torch.zeros_like(out[0])] * (top + 1 - len(out))           # degree k: higher vanish
     return out, (idx, u3)
 
 
 def _piece_coef_grad(saved, A, Q, k1):
-    """∂L/∂Q (I·G, rows, O) from A_r = ∂L/∂a_r (list of (N, I, O)): row (r, q) of the
+    """∂L/∂Q (rows, I·G, O) from A_r = ∂L/∂a_r (list of (N, I, O)): row (r, q) of the
     gathered table gets A_r u^q, summed into the point's interval."""
     idx, u3 = saved
     upow = [None, u3]
@@ -124,7 +131,7 @@ def _piece_coef_grad(saved, A, Q, k1):
 
 def _sum_by_interval(dQg, idx, shape, narrow, sort_first=False):
     """Σ of the per-point rows of dQg into their intervals ``idx``: a table of ``shape``
-    (I·G, rows, O), zero in the rows beyond those given. dQg: (used, N·I) when ``narrow``
+    (rows, I·G, O), zero in the rows beyond those given. dQg: (used, N·I) when ``narrow``
     (O = 1), else (N·I, used·O).
 
     ``sort_first``: index_put_ with accumulate, which sorts before summing. CUDA's
@@ -132,18 +139,18 @@ def _sum_by_interval(dQg, idx, shape, narrow, sort_first=False):
     run to run); under ``torch.use_deterministic_algorithms(True)`` the sorted sums make
     a run, and a resumed run, bit-reproducible there, at several times the cost for
     large N. On the CPU index_add_ is deterministic and fastest."""
-    IG, rows, O = shape
-    rows_in = dQg.T if narrow else dQg                                 # (N·I, used·O)
-    used = rows_in.shape[1] // O
+    rows, IG, O = shape
+    per_point = dQg.T if narrow else dQg                               # (N·I, used·O)
+    used = per_point.shape[1] // O
     if sort_first:
-        dQ = dQg.new_zeros(IG, used * O).index_put_((idx,), rows_in, accumulate=True)
+        dQ = dQg.new_zeros(IG, used * O).index_put_((idx,), per_point, accumulate=True)
+        dQ = dQ.reshape(IG, used, O).transpose(0, 1)
     elif narrow:
-        dQ = dQg.new_zeros(used, IG).index_add_(1, idx, dQg).T
+        dQ = dQg.new_zeros(used, IG).index_add_(1, idx, dQg)[..., None]
     else:
-        dQ = dQg.new_zeros(IG, used * O).index_add_(0, idx, dQg)
-    dQ = dQ.reshape(IG, used, O)
+        dQ = dQg.new_zeros(IG, used * O).index_add_(0, idx, dQg).reshape(IG, used, O).transpose(0, 1)
     if used < rows:
-        dQ = torch.cat([dQ, dQ.new_zeros(IG, rows - used, O)], 1)
+        dQ = torch.cat([dQ, dQ.new_zeros(rows - used, IG, O)], 0)
     return dQ
 
 
@@ -251,13 +258,21 @@ class _EdgeJet(torch.autograd.Function):
                 dh = a1G[:, :, D:]
         dx = dcoef = dWb = None
         if need_x:
-            dx = sum((Ar * ar).sum(-1) for Ar, ar in zip(A, a[1:R + 1]))
+            dx = _dot_sum(A, a[1:R + 1]).sum(-1)
         if ctx.needs_input_grad[3]:
             dcoef = (_piece_coef_grad(ctx.saved, A, coef, basis.k + 1) if pieces
                      else _dense_coef_grad(ctx.saved, A, coef))
         if ctx.needs_input_grad[4]:
-            dWb = sum((s[..., None] * Ar).sum(0) for s, Ar in zip(sil, A))
+            dWb = _dot_sum(A, [s[..., None] for s in sil]).sum(0)
         return dx, dg, dh, dcoef, dWb, None, None, None, None, None
+
+
+def _dot_sum(A, B):
+    """Σ_r A_r B_r, accumulated in place (one reduction afterwards, not one per term)."""
+    acc = A[0] * B[0]
+    for Ar, Br in zip(A[1:], B[1:]):
+        acc.addcmul_(Ar, Br)
+    return acc
 
 
 def _backward_differentiable(ctx, x, g, h, coef, Wb, Gy, Ggy, Ghy):

@@ -105,7 +105,7 @@ def test_locate_equal_widths_matches_search():
     left, _, _ = locate(on, pts, b._left, b._inv_h, equal=False)
     assert bool(((j_on == left) | (j_on == left - 1)).all())
     C = torch.randn(2, b.size, 1, dtype=F64)
-    Q = b.piece_derivatives(C, 2).reshape(2, -1, 9)                   # rows r = 0, 1, 2
+    Q = b.piece_derivatives(C, 2)[..., 0].T.reshape(2, -1, 9)         # rows r = 0, 1, 2
     for jj in (j_on, left.clamp(max=9)):
         uu = (on - b._left.T.gather(0, jj)) * b._inv_h.T.gather(0, jj)
         rows = Q[torch.arange(2), jj]                                  # (G+1, 2, 9)
@@ -133,11 +133,11 @@ def test_interval_sums_sorted_route_agrees(narrow):
     idx = (torch.randint(0, G, (n, I), generator=gen) + torch.arange(I) * G).reshape(-1)
     per_point = torch.randn(n * I, used, O, generator=gen, dtype=F64)
     dQg = per_point[..., 0].T.contiguous() if narrow else per_point.reshape(n * I, used * O)
-    a = _sum_by_interval(dQg, idx, (I * G, rows, O), narrow, sort_first=False)
-    b = _sum_by_interval(dQg, idx, (I * G, rows, O), narrow, sort_first=True)
-    ref = torch.zeros(I * G, rows, O, dtype=F64)
+    a = _sum_by_interval(dQg, idx, (rows, I * G, O), narrow, sort_first=False)
+    b = _sum_by_interval(dQg, idx, (rows, I * G, O), narrow, sort_first=True)
+    ref = torch.zeros(rows, I * G, O, dtype=F64)
     for m, i in enumerate(idx.tolist()):
-        ref[i, :used] += per_point[m]
+        ref[:used, i] += per_point[m]
     torch.testing.assert_close(a, ref, rtol=1e-13, atol=1e-13)
     torch.testing.assert_close(b, ref, rtol=1e-13, atol=1e-13)
 
