@@ -142,16 +142,17 @@ def _sum_by_interval(dQg, idx, shape, narrow, sort_first=False):
     rows, IG, O = shape
     per_point = dQg.T if narrow else dQg                               # (N·I, used·O)
     used = per_point.shape[1] // O
+    if narrow and not sort_first:
+        dQ = dQg.new_zeros(rows, IG)
+        dQ[:used].index_add_(1, idx, dQg)
+        return dQ[..., None]
+    dQ = dQg.new_zeros(IG, rows, O)
+    first_rows = dQ.view(IG, rows * O)[:, :used * O]                  # (I·G, used·O) view
     if sort_first:
-        dQ = dQg.new_zeros(IG, used * O).index_put_((idx,), per_point, accumulate=True)
-        dQ = dQ.reshape(IG, used, O).transpose(0, 1)
-    elif narrow:
-        dQ = dQg.new_zeros(used, IG).index_add_(1, idx, dQg)[..., None]
+        first_rows.index_put_((idx,), per_point, accumulate=True)
     else:
-        dQ = dQg.new_zeros(IG, used * O).index_add_(0, idx, dQg).reshape(IG, used, O).transpose(0, 1)
-    if used < rows:
-        dQ = torch.cat([dQ, dQ.new_zeros(rows - used, IG, O)], 0)
-    return dQ
+        first_rows.index_add_(0, idx, per_point)
+    return dQ.transpose(0, 1)
 
 
 # --------------------------------------------------------------------------- dense bases
@@ -194,10 +195,11 @@ def _bmm(a, b):
     return a * b if a.shape[2] == 1 else torch.bmm(a, b)
 
 
-def _combine(a, g, h, identity, order):
+def _combine(a, g, h, identity, order, keep=None):
     """y, gy, hy from the edge derivatives a (list of (N, I, O)). The sums over inputs
     are batched matrix products (per point (O, I) @ (I, D)): much faster than broadcast
-    products reduced over a small axis."""
+    products reduced over a small axis. ``keep``: a dict that receives [g | h] and g²
+    for the backward."""
     y = a[0].sum(1)
     if identity:
         return y, a[1].transpose(1, 2), (a[2].transpose(1, 2) if order > 1 else None)
@@ -205,8 +207,11 @@ def _combine(a, g, h, identity, order):
     if order == 1:
         return y, torch.bmm(a1T, g), None
     D = g.shape[2]
-    both = torch.bmm(a1T, torch.cat([g, h], 2))                           # [Σ a1 g | Σ a1 h]
-    hy = torch.baddbmm(both[:, :, D:], a[2].transpose(1, 2), g * g)
+    gh, gg = torch.cat([g, h], 2), g * g
+    if keep is not None:
+        keep.update(gh=gh, gg=gg)
+    both = torch.bmm(a1T, gh)                                             # [Σ a1 g | Σ a1 h]
+    hy = torch.baddbmm(both[:, :, D:], a[2].transpose(1, 2), gg)
     return y, both[:, :, :D], hy
 
 
@@ -216,7 +221,8 @@ class _EdgeJet(torch.autograd.Function):
         # top = order + 1 when x needs a gradient (∂/∂x of a_r is a_(r+1))
         need_x = top > order
         a, saved, sil = edge_derivatives(basis, x, coef, Wb, top, pieces)
-        y, gy, hy = _combine(a, g, h, identity, order)
+        ctx.kept = {}
+        y, gy, hy = _combine(a, g, h, identity, order, ctx.kept)
         ctx.args = (basis, identity, order, pieces, need_x)
         ctx.saved = saved
         ctx.save_for_backward(x, g, h, coef, Wb, *a, *sil)
@@ -250,8 +256,8 @@ class _EdgeJet(torch.autograd.Function):
         else:
             D = g.shape[2]
             GG = torch.cat([Ggy, Ghy], 2)                                  # (N, O, 2D)
-            A.append(torch.bmm(torch.cat([g, h], 2), GG.transpose(1, 2)))  # Σ_d g Ggy + h Ghy
-            A.append(torch.bmm(g * g, Ghy.transpose(1, 2)))
+            A.append(torch.bmm(ctx.kept["gh"], GG.transpose(1, 2)))       # Σ_d g Ggy + h Ghy
+            A.append(torch.bmm(ctx.kept["gg"], Ghy.transpose(1, 2)))
             if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
                 a1G = _bmm(a[1], GG)                                       # [Σ_o a1 Ggy | Σ_o a1 Ghy]
                 dg = torch.addcmul(a1G[:, :, :D], g, _bmm(a[2], Ghy), value=2.0)
