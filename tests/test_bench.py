@@ -157,3 +157,33 @@ def test_devices_rows_and_report(tmp_path):
     with h5py.File(out / "bench.h5", "r") as h5:
         assert h5["devices"].attrs["n_rows"] == 2
         assert h5["devices/cpu_ms"][()].min() > 0
+
+
+def test_pykan_peer_reports_when_missing(monkeypatch):
+    """Without pykan 0.2.8 the peer says so (in the row's notes), and the global default
+    dtype and random state are untouched either way."""
+    from kanpinn.bench import peers
+    monkeypatch.setattr(peers, "pykan_version", lambda: None)
+    x = torch.rand(10, 2, dtype=torch.float64)
+    with pytest.raises(peers.PeerUnavailable, match="pykan 0.2.8 is not installed"):
+        peers.pykan_closure([2, 3, 1], 5, x, x[:, :1])
+    monkeypatch.setattr(peers, "pykan_version", lambda: "0.2.5")
+    with pytest.raises(peers.PeerUnavailable, match="0.2.5 is installed"):
+        peers.pykan_closure([2, 3, 1], 5, x, x[:, :1])
+    rows = micro.run_micro(config=dict(TINY_MICRO, naive=[], pykan=[([2, 10, 1], 5, 128)]))
+    assert "pykan: pykan 0.2.5 is installed" in rows[0]["notes"]
+    assert rows[0]["pykan_ms"] is None and rows[0]["pykan_over_jet"] is None
+
+
+def test_peer_isolation_restores_dtype_and_rng():
+    from kanpinn.bench.peers import _isolated
+    before = torch.get_default_dtype()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    with _isolated(torch.float64):
+        assert torch.get_default_dtype() == torch.float64
+        torch.manual_seed(0)
+        torch.rand(5)
+    assert torch.get_default_dtype() == before
+    assert torch.equal(torch.rand(3), expected)

@@ -127,15 +127,17 @@ def _table(rows, columns, kinds=None, headers=None):
 
 
 MICRO_TABLE = ["model", "G", "N", "dtype", "n_params", "fwdbwd_ms", "jet_ms", "autograd_ms",
-               "naive_fwdbwd_ms", "naive_autograd_ms", "autograd_over_jet", "naive_over_kanpinn",
-               "naive_fwdbwd_over_fwdbwd", "est_mem_mb", "notes"]
+               "naive_fwdbwd_ms", "naive_autograd_ms", "pykan_ms", "autograd_over_jet", "naive_over_kanpinn",
+               "pykan_over_jet", "naive_fwdbwd_over_fwdbwd", "est_mem_mb", "notes"]
 MICRO_HEADERS = {"fwdbwd_ms": "fwd+bwd ms", "jet_ms": "jet Δ ms", "autograd_ms": "autograd Δ ms",
                  "naive_fwdbwd_ms": "naive fwd+bwd ms", "naive_autograd_ms": "naive Δ ms",
                  "autograd_over_jet": "autograd/jet", "naive_over_kanpinn": "naive Δ/jet",
                  "naive_fwdbwd_over_fwdbwd": "naive/kanpinn fwd+bwd", "est_mem_mb": "est. MB",
+                 "pykan_ms": "pykan Δ ms", "pykan_over_jet": "pykan/jet",
                  "n_params": "params"}
 MICRO_KINDS = {c: "ms" for c in MICRO_TABLE if c.endswith("_ms")}
-MICRO_KINDS.update({c: "ratio" for c in ("autograd_over_jet", "naive_over_kanpinn", "naive_fwdbwd_over_fwdbwd")})
+MICRO_KINDS.update({c: "ratio" for c in ("autograd_over_jet", "naive_over_kanpinn", "naive_fwdbwd_over_fwdbwd",
+                                          "pykan_over_jet")})
 MICRO_KINDS["est_mem_mb"] = "mb"
 
 SUITE_TABLE = ["problem", "solver", "mode", "l2_relative", "max_abs", "wall_time", "steps",
@@ -175,7 +177,9 @@ def markdown_report(machine, micro_rows, scaling_rows, suite_rows, ratio_rows, q
                 "fwd+bwd: forward + backward of mean(u²). jet Δ: `forward_jet(x, 2)` + backward of "
                 "mean((Δu-f)²). autograd Δ: the same loss with Δu by nested autograd on `model(x)`. "
                 "naive: a per-edge Cox-de Boor KAN (pykan-style) with the same parameters "
-                "(agreement checked in float64 before timing).", "",
+                "(agreement checked in float64 before timing). pykan: pykan 0.2.8's own KAN "
+                "and its tutorial's Laplacian (two autograd jacobians), in this process, when "
+                "installed.", "",
                 _table(micro_rows, MICRO_TABLE, MICRO_KINDS, MICRO_HEADERS), ""]
     if scaling_rows:
         out += ["### Scaling (cost ratio; `ideal` = linear in N)", "",

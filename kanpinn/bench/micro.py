@@ -8,6 +8,9 @@ batch size N and dtype, it times
                 (``model.forward_jet(x, 2)``) + backward of mean((Δu - f)²);
 - ``autograd``: the same closure with Δu by nested autograd on a plain ``model(x)``
                 (``torch.autograd.grad`` once for the gradient, once per dimension);
+- ``pykan``: the ``autograd`` closure as pykan 0.2.8's PDE tutorial writes it, on pykan's
+  own KAN of the same widths and grid, when pykan is installed (``kanpinn.bench.peers``;
+  a note says so when it is not);
 - ``naive_fwdbwd`` / ``naive_autograd``: the same two closures for a naive per-edge KAN
   written here (a Python loop over edges, each edge evaluating its own full Cox-de Boor
   basis (N, G+k), pykan-style), holding the same parameter values as the kanpinn KAN.
@@ -38,7 +41,8 @@ TASKS = ("fwdbwd", "jet", "autograd", "naive_fwdbwd", "naive_autograd")
 
 MICRO_COLUMNS = ["model", "G", "N", "dtype", "n_params", "est_mem_mb",
                  "fwdbwd_ms", "jet_ms", "autograd_ms", "naive_fwdbwd_ms", "naive_autograd_ms",
-                 "autograd_over_jet", "naive_over_kanpinn", "naive_fwdbwd_over_fwdbwd",
+                 "pykan_ms", "autograd_over_jet", "naive_over_kanpinn", "naive_fwdbwd_over_fwdbwd",
+                 "pykan_over_jet",
                  "agree_u", "agree_lap", "notes"]
 
 # Which combinations to run. "naive" lists (widths, G, N) where the naive reference runs
@@ -50,6 +54,8 @@ FULL_CONFIG = {
     "dtypes": ["float64", "float32"],
     "naive": [([2, 10, 1], None, 2601), ([2, 10, 1], 5, 65536), ([2, 10, 1], 20, 65536),
               ([4, 32, 32, 1], 5, 2601)],
+    # (widths, G, N) where pykan's closure is timed too, when pykan is installed
+    "pykan": [([2, 10, 1], 5, 2601), ([2, 10, 1], 20, 2601)],
     "warmup": 2, "repeats": 7, "max_seconds": 20.0, "budget_s": None,
 }
 QUICK_CONFIG = {
@@ -62,6 +68,7 @@ QUICK_CONFIG = {
              ([4, 32, 32, 1], 5, 2601), ([2, 50, 50, 50, 50, 1], None, 2601)],
     "extra_dtypes": [([2, 10, 1], 5, 2601, "float32")],
     "naive": [([2, 10, 1], 5, 2601)],
+    "pykan": [([2, 10, 1], 5, 2601)],
     "warmup": 1, "repeats": 3, "max_seconds": 4.0,
     # total seconds for the micro part: later combinations are left out once spent
     "budget_s": 45.0,
@@ -302,8 +309,25 @@ def _selected(config, widths, G, n, dtype):
     return False
 
 
-def _naive_allowed(config, widths, G, n):
-    return any(w == widths and (g is None or g == G) and nn_ == n for w, g, nn_ in config.get("naive", []))
+def _listed(config, key, widths, G, n):
+    return any(w == widths and (g is None or g == G) and nn_ == n for w, g, nn_ in config.get(key, []))
+
+
+def _time_pykan(widths, G, x, f, cfg, row, notes):
+    """Time pykan's closure into ``row`` (or say in ``notes`` why not)."""
+    from .peers import PeerUnavailable, pykan_closure
+    try:
+        fn = pykan_closure(widths, G, x, f)
+    except PeerUnavailable as e:
+        notes.append(f"pykan: {e}")
+        return
+    try:
+        row["pykan_ms"], reps = time_call(fn, cfg["warmup"], cfg["repeats"], cfg["max_seconds"])
+    except RuntimeError as e:
+        notes.append(f"pykan: failed ({type(e).__name__}: {str(e)[:80]})")
+        return
+    if reps < cfg["repeats"]:
+        notes.append(f"pykan: {reps} repeat(s)")
 
 
 def _ratio(a, b):
@@ -369,7 +393,7 @@ def run_micro(quick=False, config=None, log=None, mem_limit=MEM_LIMIT):
                 f = _target(x)
                 tasks = ["fwdbwd", "jet", "autograd"]
                 naive = None
-                if kind == "KAN" and _naive_allowed(cfg, widths, G, n):
+                if kind == "KAN" and _listed(cfg, "naive", widths, G, n):
                     if naive64 is None:
                         naive64 = NaiveKAN(base)
                         agreement = check_agreement(base, naive64, x_all[: min(n_max, 2601)])
@@ -404,14 +428,18 @@ def run_micro(quick=False, config=None, log=None, mem_limit=MEM_LIMIT):
                     row[f"{task}_ms"] = ms
                     if reps < cfg["repeats"]:
                         notes.append(f"{task}: {reps} repeat(s)")
+                if kind == "KAN" and _listed(cfg, "pykan", widths, G, n):
+                    _time_pykan(widths, G, x, f, cfg, row, notes)
                 row["est_mem_mb"] = est_max / 2**20
+                row["pykan_over_jet"] = _ratio(row["pykan_ms"], row["jet_ms"])
                 row["autograd_over_jet"] = _ratio(row["autograd_ms"], row["jet_ms"])
                 row["naive_over_kanpinn"] = _ratio(row["naive_autograd_ms"], row["jet_ms"])
                 row["naive_fwdbwd_over_fwdbwd"] = _ratio(row["naive_fwdbwd_ms"], row["fwdbwd_ms"])
                 row["notes"] = "; ".join(notes)
                 rows.append(row)
                 log(f"micro {row['model']} G={G} N={n} {dt}: jet {_fmt_ms(row['jet_ms'])}, "
-                    f"autograd {_fmt_ms(row['autograd_ms'])}, naive {_fmt_ms(row['naive_autograd_ms'])} "
+                    f"autograd {_fmt_ms(row['autograd_ms'])}, naive {_fmt_ms(row['naive_autograd_ms'])}, "
+                    f"pykan {_fmt_ms(row['pykan_ms'])} "
                     f"({time.perf_counter() - t_start:.1f} s)")
     return rows
 
