@@ -73,12 +73,29 @@ def test_fused_jet_values_and_gradients(kind, G, k, adapted, identity, order):
     assert torch.autograd.gradcheck(fn, inputs)
 
 
+@pytest.mark.parametrize("kind,G,k,adapted", CASES)
+@pytest.mark.parametrize("order", [1, 2])
+def test_network_input_layer_without_cached_features(kind, G, k, adapted, order, monkeypatch):
+    """The first layer's general route (taken when its features would be too large)."""
+    from kanpinn import layer_jet
+    monkeypatch.setattr(layer_jet, "_FEATURES_MAX_COLUMNS", 0)
+    test_fused_jet_values_and_gradients(kind, G, k, adapted, True, order)
+
+
 @pytest.mark.parametrize("kind,G,k,adapted", [CASES[0], CASES[2], CASES[5]])
 def test_fused_jet_second_derivatives(kind, G, k, adapted):
     """create_graph=True (a derivative of the jet taken by autograd) stays exact."""
     b, x, g, h, C, Wb = setup(kind, G, k, adapted, False, 2, O=2)
     fn = as_function(b, g, h, False, 2)
     assert torch.autograd.gradgradcheck(fn, (x, g, h, C, Wb))
+
+
+@pytest.mark.parametrize("kind,G,k,adapted", [CASES[0], CASES[5]])
+def test_network_input_layer_second_derivatives(kind, G, k, adapted):
+    """create_graph=True through the cached-features route of the first layer."""
+    b, x, _, _, C, Wb = setup(kind, G, k, adapted, True, 2, O=2)
+    fn = as_function(b, None, None, True, 2)
+    assert torch.autograd.gradgradcheck(fn, (x, C, Wb))
 
 
 def test_single_output_layer_gradient_layout():
