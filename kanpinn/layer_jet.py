@@ -17,14 +17,21 @@ is written out: with A_r = ∂L/∂a_r,
     ∂L/∂g      = Σ_o a_1 Ggy + 2 a_2 g Ghy,   ∂L/∂h = Σ_o a_1 Ghy
     ∂L/∂Wb     = Σ_{n,r} SiLU^(r) A_r,        ∂L/∂(spline coefficients): see below.
 
-How the spline part is evaluated depends on the basis:
+How the spline part is evaluated:
 
-- B-splines (``basis.piece_coefficients``): on grid interval j the spline is a polynomial
-  Σ_p P[i,j,p,o] u^p in the local coordinate u. The small table P (in, G, k+1, out) is
-  formed from the coefficients by ordinary autograd ops; per point, one row of P is
-  gathered and φ, φ', φ'', φ''' follow by Horner's rule on (N, in, out) tensors. No basis
-  values are materialised, and the cost does not depend on G.
-- dense bases (Chebyshev, RBF, Fourier): the basis matrix (N, in, nb) and its
+- the network-input layer (``_InputJet``): its input is the same collocation tensor in
+  closure after closure, so its basis matrix and SiLU, with their derivatives, are
+  computed once per input and kept (``input_features``; checked against a copy of the
+  input and the basis buffers on every use). A closure is then one batched matrix
+  product forward and one backward, whatever the basis.
+- B-splines elsewhere (``basis.piece_derivatives``): on grid interval j each derivative
+  of the spline is a polynomial in the local coordinate u. The small table of their
+  coefficients (rows (r, q), in·G, out), with the factorial factors and interval widths
+  folded in, is formed from the coefficients by ordinary autograd ops; each point
+  gathers its interval's column of every row and φ, φ', φ'', φ''' follow by Horner's
+  rule on contiguous (N, in, out) tensors. No basis values are materialised, and the
+  cost does not depend on G.
+- dense bases (Chebyshev, RBF, Fourier) elsewhere: the basis matrix (N, in, nb) and its
   derivatives, contracted with the coefficients in one batched matrix product.
 
 The function is exact: the same numbers as the composite ops (tests check it, and the
@@ -86,10 +93,8 @@ def _piece_values(basis, x, Q, top):
     # one gather per table row, each contiguous: Horner's elementwise ops then run on
     # contiguous memory (on strided slices of a single gather they are ~5x slower); a
     # one-output table is gathered as 1-D rows (a 2-D gather of width 1 is slow)
-    if O == 1:
-        Qg = [Q[r, :, 0].index_select(0, idx).view(n, I, 1) for r in range(used)]
-    else:
-        Qg = [Q[r].index_select(0, idx).view(n, I, O) for r in range(used)]
+    table = (Q[:used, :, 0] if O == 1 else Q[:used]).unbind(0)
+    Qg = [row.index_select(0, idx).view(n, I, O) for row in table]
     u3 = u[..., None]
     out = []
     for r, at in enumerate(starts):
@@ -105,25 +110,24 @@ def _piece_coef_grad(saved, A, Q, k1):
     """∂L/∂Q (rows, I·G, O) from A_r = ∂L/∂a_r (list of (N, I, O)): row (r, q) of the
     gathered table gets A_r u^q, summed into the point's interval."""
     idx, u3 = saved
-    upow = [None, u3]
-    for _ in range(2, k1):
-        upow.append(upow[-1] * u3)
     n, I, O = A[0].shape
-    starts = _row_starts(k1, len(A) - 1)
-    used = starts[-1] + k1 - (len(starts) - 1)                        # rows of r <= order
     # laid out so the scatter-add by interval runs along long rows: (used, N·I) for one
     # output (CPU index_add_ along the first axis loops over short rows), else
     # (N·I, used·O)
     narrow = O == 1
+    if narrow:
+        u3, A = u3[..., 0], [a[..., 0] for a in A]
+    upow = [None, u3]
+    for _ in range(2, k1):
+        upow.append(upow[-1] * u3)
+    starts = _row_starts(k1, len(A) - 1)
+    used = starts[-1] + k1 - (len(starts) - 1)                        # rows of r <= order
     dQg = Q.new_empty(used, n, I) if narrow else Q.new_empty(n, I, used, O)
+    dst = dQg.unbind(0) if narrow else dQg.unbind(2)
     for r, at in enumerate(starts):
-        for q in range(k1 - r):
-            dst = dQg[at + q] if narrow else dQg[:, :, at + q]
-            src = A[r][..., 0] if narrow else A[r]
-            if q == 0:
-                dst.copy_(src)
-            else:
-                torch.mul(src, upow[q][..., 0] if narrow else upow[q], out=dst)
+        dst[at].copy_(A[r])
+        for q in range(1, k1 - r):
+            torch.mul(A[r], upow[q], out=dst[at + q])
     return _sum_by_interval(dQg.reshape(used, n * I) if narrow else dQg.reshape(n * I, used * O),
                             idx, Q.shape, narrow,
                             sort_first=Q.is_cuda and torch.are_deterministic_algorithms_enabled())
