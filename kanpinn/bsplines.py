@@ -175,7 +175,7 @@ def locate(x: torch.Tensor, grid_pts: torch.Tensor, left, inv_h, equal: bool = F
         # piece; the spline is C^(k-1) there, so φ .. φ^(k-1) agree to rounding (only a
         # k-th derivative, a one-sided limit at a knot, can differ)
         ih = inv_h[:, 0]
-        t = (x - left[:, 0]) * ih
+        t = torch.addcmul(-left[:, 0] * ih, x, ih)                      # (x - p_0) / h
         j = t.detach().floor().clamp_(0, G - 1)
         return j.long(), t - j, ih.expand_as(x)
     j = torch.searchsorted(grid_pts.detach().contiguous(), x.detach().T.contiguous(), right=True).T - 1
