@@ -321,7 +321,7 @@ def _regrad(ctx, inputs, outputs, grads_out):
 # in-place change through ``.data`` is a miss) and the same basis buffers (a grid update
 # or a loaded state is a miss); entries die with their input or basis.
 _FEATURES = []
-_FEATURES_KEPT = 4
+_FEATURES_KEPT = 8
 _FEATURES_MAX_BYTES = 2 ** 29
 _FEATURES_MAX_COLUMNS = 128
 
