@@ -114,7 +114,7 @@ class BSplineBasis(nn.Module):
     def piece_derivatives(self, C, top):
         """(rows, in·G, out) power coefficients of the derivatives 0..top of the splines
         with coefficients C on every interval (``bsplines.derivative_pieces``)."""
-        return bsplines.derivative_pieces(self.piece_coefficients(C), self._inv_h, top)
+        return bsplines.derivative_pieces(C, self._poly, self._inv_h, top, self._uniform)
 
     def _with_points(self, points):
         new = BSplineBasis(points.shape[0], points.shape[1] - 1, self.k, dtype=points.dtype)

@@ -199,20 +199,29 @@ def piece_coefficients(C: torch.Tensor, M: torch.Tensor, uniform: bool = False) 
     return torch.einsum("ijpb,ijob->ijpo", M, window[:, :G]).contiguous()
 
 
-def derivative_pieces(P: torch.Tensor, inv_h: torch.Tensor, top: int) -> torch.Tensor:
+def derivative_pieces(C: torch.Tensor, M: torch.Tensor, inv_h: torch.Tensor, top: int,
+                      uniform: bool = False) -> torch.Tensor:
     """Power coefficients, in the local coordinate u, of the splines' derivatives 0..top.
 
-    P: (in, G, k+1, out) from ``piece_coefficients``; inv_h: (in, G). On interval j,
+    C: (in, G+k, out) spline coefficients; M, inv_h, ``uniform`` as for
+    ``piece_coefficients`` / ``piece_polynomials``. On interval j,
     d^r/dx^r Σ_b C B_b = Σ_q Q[row(r, q), i·G + j, o] u^q, with
-    Q[row(r, q)] = (q+r)!/q! · h_j^-r · P[:, :, q+r]; rows run r-major, k+1-r of them for
-    each r = 0 .. min(top, k). Returns Q (rows, in·G, out), contiguous (points gather
-    from each row), differentiable in P: the factors and interval widths are folded in
-    once per table, not once per point."""
-    I, G, k1, O = P.shape
-    F, power = _derivative_rows(k1, top, P.dtype, P.device)
-    S = inv_h[None] ** power[:, None, None]                             # (rows, in, G)
-    Q = torch.einsum("rp,ijpo->rijo", F, P) * S[..., None]
-    return Q.reshape(F.shape[0], I * G, O).contiguous()
+    Q[row(r, q)] = (q+r)!/q! · h_j^-r · P[:, :, q+r] (P from ``piece_coefficients``);
+    rows run r-major, k+1-r of them for each r = 0 .. min(top, k). Returns Q
+    (rows, in·G, out), contiguous (points gather from each row), differentiable in C:
+    the factors and interval widths are folded in once per table, not once per point."""
+    I, G, k1 = M.shape[0], M.shape[1], M.shape[-1]
+    O = C.shape[2]
+    F, power = _derivative_rows(k1, top, C.dtype, C.device)
+    S = inv_h[..., None] ** power                                       # (in, G, rows)
+    if uniform:
+        # one product with the shared (rows, k+1) map F·M from each window of k+1
+        # coefficients to the table rows
+        Q = (C.unfold(1, k1, 1) @ (F @ M[0, 0]).T) * S[:, :, None, :]   # (in, G, out, rows)
+    else:
+        P = piece_coefficients(C, M)                                    # (in, G, k+1, out)
+        Q = torch.einsum("rp,ijpo->ijor", F, P) * S[:, :, None, :]
+    return Q.permute(3, 0, 1, 2).reshape(F.shape[0], I * G, O).contiguous()
 
 
 _DERIVATIVE_ROWS = {}
