@@ -41,10 +41,11 @@ backward re-runs the forward's ops under autograd, so higher derivatives stay ex
 """
 from __future__ import annotations
 
-import math
 import weakref
 
 import torch
+
+from .bsplines import scatter_dense
 
 __all__ = ["edge_jet", "silu_derivatives", "edge_derivatives", "input_features"]
 
@@ -161,11 +162,16 @@ def _sum_by_interval(dQg, idx, shape, narrow, sort_first=False):
 
 # --------------------------------------------------------------------------- dense bases
 
-def _dense_values(basis, x, C, top):
+def _basis_matrices(basis, x, top):
+    """Every basis function and its derivatives 0..top at x: list of (N, I, nb)."""
     first, vals = basis.evaluate(x, top)
     if first is not None:
-        from .bsplines import scatter_dense
-        vals = [scatter_dense(first, v, C.shape[1]) for v in vals]
+        vals = [scatter_dense(first, v, basis.size) for v in vals]
+    return vals
+
+
+def _dense_values(basis, x, C, top):
+    vals = _basis_matrices(basis, x, top)
     R, (n, I) = len(vals), x.shape
     Dp = torch.stack(vals, 1).permute(2, 1, 0, 3).reshape(I, R * n, -1)   # (I, R·N, nb)
     a = torch.bmm(Dp, C).reshape(I, R, n, C.shape[2]).permute(1, 2, 0, 3)
@@ -354,10 +360,7 @@ def input_features(basis, x, top):
 
 def _features(basis, x, top):
     with torch.no_grad():
-        first, vals = basis.evaluate(x, top)
-        if first is not None:
-            from .bsplines import scatter_dense
-            vals = [scatter_dense(first, v, basis.size) for v in vals]
+        vals = _basis_matrices(basis, x, top)
         sil = silu_derivatives(x, top)
         D = torch.cat([torch.stack(vals, 0), torch.stack(sil, 0)[..., None]], -1)  # (R, N, I, nb+1)
         R, n, I, nb1 = D.shape
