@@ -187,3 +187,18 @@ def test_peer_isolation_restores_dtype_and_rng():
         torch.rand(5)
     assert torch.get_default_dtype() == before
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_interleaved_ratio_pairs_with_a_fake_clock(monkeypatch):
+    """Each pair divides the slow call's time by the median of the fast calls after it."""
+    now = [0.0]
+    monkeypatch.setattr(micro.time, "perf_counter", lambda: now[0])
+    fast_steps = iter([2.0, 1.0, 3.0] * 3)
+
+    def slow():
+        now[0] += 12.0
+
+    def fast():
+        now[0] += next(fast_steps)
+
+    assert micro.interleaved_ratio(slow, fast, pairs=3, inner=3) == 6.0

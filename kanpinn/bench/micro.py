@@ -10,7 +10,8 @@ batch size N and dtype, it times
                 (``torch.autograd.grad`` once for the gradient, once per dimension);
 - ``pykan``: the ``autograd`` closure as pykan 0.2.8's PDE tutorial writes it, on pykan's
   own KAN of the same widths and grid, when pykan is installed (``kanpinn.bench.peers``;
-  a note says so when it is not);
+  a note says so when it is not). ``pykan_over_jet`` is the median ratio of interleaved
+  pairs (one pykan closure, then five jet closures), not a ratio of two medians;
 - ``naive_fwdbwd`` / ``naive_autograd``: the same two closures for a naive per-edge KAN
   written here (a Python loop over edges, each edge evaluating its own full Cox-de Boor
   basis (N, G+k), pykan-style), holding the same parameter values as the kanpinn KAN.
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["NaiveKAN", "naive_bspline_basis", "run_micro", "scaling", "check_agreement",
-           "estimate_bytes", "time_call", "closure_fwdbwd", "closure_jet", "closure_autograd",
+           "estimate_bytes", "time_call", "interleaved_ratio", "closure_fwdbwd", "closure_jet", "closure_autograd",
            "MICRO_COLUMNS", "FULL_CONFIG", "QUICK_CONFIG"]
 
 MEM_LIMIT = 4 * 1024 ** 3          # bytes: combinations estimated above this are skipped
@@ -313,8 +314,27 @@ def _listed(config, key, widths, G, n):
     return any(w == widths and (g is None or g == G) and nn_ == n for w, g, nn_ in config.get(key, []))
 
 
-def _time_pykan(widths, G, x, f, cfg, row, notes):
-    """Time pykan's closure into ``row`` (or say in ``notes`` why not)."""
+def interleaved_ratio(slow, fast, pairs, inner=5):
+    """Median over ``pairs`` of t(slow) / median t(fast) of ``inner`` calls made right
+    after it. On a noisy machine, where load drifts over seconds, pairs taken side by
+    side give a steadier ratio than two medians timed one after the other."""
+    ratios = []
+    for _ in range(pairs):
+        t0 = time.perf_counter()
+        slow()
+        t_slow = time.perf_counter() - t0
+        fast_times = []
+        for _ in range(inner):
+            t0 = time.perf_counter()
+            fast()
+            fast_times.append(time.perf_counter() - t0)
+        ratios.append(t_slow / max(statistics.median(fast_times), 1e-12))
+    return statistics.median(ratios)
+
+
+def _time_pykan(widths, G, x, f, cfg, row, notes, ours):
+    """Time pykan's closure into ``row`` (or say in ``notes`` why not), and its ratio to
+    ``ours`` (kanpinn's jet closure) from interleaved pairs."""
     from .peers import PeerUnavailable, pykan_closure
     try:
         fn = pykan_closure(widths, G, x, f)
@@ -323,6 +343,7 @@ def _time_pykan(widths, G, x, f, cfg, row, notes):
         return
     try:
         row["pykan_ms"], reps = time_call(fn, cfg["warmup"], cfg["repeats"], cfg["max_seconds"])
+        row["pykan_over_jet"] = interleaved_ratio(fn, ours, reps)
     except RuntimeError as e:
         notes.append(f"pykan: failed ({type(e).__name__}: {str(e)[:80]})")
         return
@@ -428,10 +449,10 @@ def run_micro(quick=False, config=None, log=None, mem_limit=MEM_LIMIT):
                     row[f"{task}_ms"] = ms
                     if reps < cfg["repeats"]:
                         notes.append(f"{task}: {reps} repeat(s)")
-                if kind == "KAN" and _listed(cfg, "pykan", widths, G, n):
-                    _time_pykan(widths, G, x, f, cfg, row, notes)
+                if kind == "KAN" and _listed(cfg, "pykan", widths, G, n) and row["jet_ms"] is not None:
+                    params = _params(model)
+                    _time_pykan(widths, G, x, f, cfg, row, notes, lambda: closure_jet(model, x, f, params))
                 row["est_mem_mb"] = est_max / 2**20
-                row["pykan_over_jet"] = _ratio(row["pykan_ms"], row["jet_ms"])
                 row["autograd_over_jet"] = _ratio(row["autograd_ms"], row["jet_ms"])
                 row["naive_over_kanpinn"] = _ratio(row["naive_autograd_ms"], row["jet_ms"])
                 row["naive_fwdbwd_over_fwdbwd"] = _ratio(row["naive_fwdbwd_ms"], row["fwdbwd_ms"])
