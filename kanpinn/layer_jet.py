@@ -192,8 +192,9 @@ def _dense_coef_grad(Dp, A, C):
 def edge_derivatives(basis, x, coef, Wb, top, pieces):
     """φ_io^(r)(x_i) for r = 0..top: list of (N, I, O), with plain autograd ops.
 
-    ``pieces``: ``coef`` is the interval table P of a B-spline basis, else the dense
-    coefficient tensor C (I, nb, O)."""
+    ``pieces``: ``coef`` is the derivative table Q (rows, I·G, O) of a B-spline basis
+    (``basis.piece_derivatives``, rows for derivatives up to at least ``top`` or k), else
+    the dense coefficient tensor C (I, nb, O)."""
     a, saved = (_piece_values if pieces else _dense_values)(basis, x, coef, top)
     sil = silu_derivatives(x, top)
     return [torch.addcmul(ar, s[..., None], Wb) for ar, s in zip(a, sil)], saved, sil
