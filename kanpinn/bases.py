@@ -107,10 +107,6 @@ class BSplineBasis(nn.Module):
         pts = self.knots[:, self.k: self.knots.shape[1] - self.k]
         return bsplines.locate(x, pts, self._left, self._inv_h, self._equal)
 
-    def piece_coefficients(self, C):
-        """(in, G, k+1, out) power coefficients of the splines with coefficients C (in, G+k, out)."""
-        return bsplines.piece_coefficients(C, self._poly, self._uniform)
-
     def piece_derivatives(self, C, top):
         """(rows, in·G, out) power coefficients of the derivatives 0..top of the splines
         with coefficients C on every interval (``bsplines.derivative_pieces``)."""

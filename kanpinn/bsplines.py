@@ -184,7 +184,7 @@ def locate(x: torch.Tensor, grid_pts: torch.Tensor, left, inv_h, equal: bool = F
     return j, (x - left.T.gather(0, j)) * ih, ih
 
 
-def piece_coefficients(C: torch.Tensor, M: torch.Tensor, uniform: bool = False) -> torch.Tensor:
+def piece_coefficients(C: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     """Power-basis coefficients of the splines Σ_b C[i,b,o] B_b on every interval.
 
     C: (in, G+k, out) spline coefficients; M: (in, G, k+1, k+1) from ``piece_polynomials``.
@@ -193,18 +193,15 @@ def piece_coefficients(C: torch.Tensor, M: torch.Tensor, uniform: bool = False) 
     k1 = M.shape[-1]
     G = M.shape[1]
     window = C.unfold(1, k1, 1)                       # (in, G, out, k+1): C[i, j+b, o]
-    # contiguous: points gather rows of it, and a strided source makes that gather slow
-    if uniform:
-        return torch.einsum("pb,ijob->ijpo", M[0, 0], window).contiguous()
-    return torch.einsum("ijpb,ijob->ijpo", M, window[:, :G]).contiguous()
+    return torch.einsum("ijpb,ijob->ijpo", M, window[:, :G])
 
 
 def derivative_pieces(C: torch.Tensor, M: torch.Tensor, inv_h: torch.Tensor, top: int,
                       uniform: bool = False) -> torch.Tensor:
     """Power coefficients, in the local coordinate u, of the splines' derivatives 0..top.
 
-    C: (in, G+k, out) spline coefficients; M, inv_h, ``uniform`` as for
-    ``piece_coefficients`` / ``piece_polynomials``. On interval j,
+    C: (in, G+k, out) spline coefficients; M (in, G, k+1, k+1) and inv_h (in, G) from
+    ``piece_polynomials``; ``uniform``: every interval shares M[0, 0]. On interval j,
     d^r/dx^r Σ_b C B_b = Σ_q Q[row(r, q), i·G + j, o] u^q, with
     Q[row(r, q)] = (q+r)!/q! · h_j^-r · P[:, :, q+r] (P from ``piece_coefficients``);
     rows run r-major, k+1-r of them for each r = 0 .. min(top, k). Returns Q
