@@ -64,6 +64,10 @@ class PINNLoss:
     def __init__(self, problem, model, colloc: Collocation, params: dict, weights=None):
         self.problem, self.model, self.colloc, self.params = problem, model, colloc, params
         self.weights = dict(weights or {})
+        # per-point weights of the interior residual rows (causal weighting, attention
+        # schemes): None, or a detached (N,) tensor set by a hook before each step; each
+        # point's squared residual is multiplied by its weight (its row by the sqrt)
+        self.interior_weights = None
         unknown = set(self.weights) - {"pde"} - set(problem.condition_names)
         if unknown:
             raise KanpinnError(f"weights for unknown terms {sorted(unknown)}; terms are "
@@ -108,7 +112,15 @@ class PINNLoss:
         out = []
         self.group = {}                 # block name -> "pde" or its condition's name
         terms = p.residual_terms(x, u, self.params if p.parameters else None)
+        root = None
+        if self.interior_weights is not None:
+            w = self.interior_weights
+            if w.shape != (x.shape[0],):
+                raise KanpinnError(f"interior_weights must have shape ({x.shape[0]},), got {tuple(w.shape)}")
+            root = w.detach().to(dtype=x.dtype, device=x.device).clamp_min(0).sqrt()
         for ti, t in enumerate(terms):
+            if root is not None:
+                t = t * root[:, None]
             for c in range(t.shape[1]):
                 name = "pde" if len(terms) == 1 and t.shape[1] == 1 else f"pde_{ti}_{c}"
                 out.append((name, self.pde_weight, t[:, c]))
