@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from .errors import KanpinnError
+from .metrics import error_metrics
 
 __all__ = ["Result", "load", "FORMAT", "VERSION"]
 
@@ -189,15 +190,19 @@ class Result:
             return np.zeros((0, n_out))
         return np.concatenate(out, 0)
 
-    def errors(self):
-        """(relative L2, max abs) of the prediction on the test points, or None."""
+    def error_metrics(self):
+        """:func:`kanpinn.metrics.error_metrics` of the prediction on the test points (the
+        solver's definition: ``l2_relative``, ``l2_absolute``, ``max_abs``, ...), or None
+        without a reference solution."""
         if self.test_x is None or self.test_u is None:
             return None
-        pred = self.predict(self.test_x)
-        diff = pred - self.test_u
-        den = float(np.linalg.norm(self.test_u))
-        rel = float(np.linalg.norm(diff)) / den if den > 0 else float(np.linalg.norm(diff))
-        return rel, float(np.abs(diff).max())
+        return error_metrics(self.predict(self.test_x), self.test_u)
+
+    def errors(self):
+        """(relative L2, max abs) of the prediction on the test points, or None; the
+        relative error is NaN against a zero reference (see :mod:`kanpinn.metrics`)."""
+        m = self.error_metrics()
+        return None if m is None else (m["l2_relative"], m["max_abs"])
 
     # ------------------------------------------------------------------ files
     def save(self, path, overwrite=True):
