@@ -12,6 +12,8 @@ The public names are fixed in the API contract (shared/API.md).
 """
 from .errors import KanpinnError
 from .domains import Box, Disk, Interval, Rectangle, SpaceTime
+from .geometry.ball import Ball
+from .geometry.polygon import Polygon
 from .conditions import Data, Dirichlet, Initial, Neumann, Periodic, Robin
 from .operators import div, grad, laplacian, partial
 from .problem import Problem
@@ -50,6 +52,6 @@ def symbolify(result_or_model, library=None, variables=None, **options):
 
 __version__ = "0.1.0"
 
-__all__ = ["Interval", "Rectangle", "Box", "Disk", "SpaceTime", "Dirichlet", "Neumann", "Robin",
+__all__ = ["Interval", "Rectangle", "Box", "Disk", "SpaceTime", "Polygon", "Ball", "Dirichlet", "Neumann", "Robin",
            "Periodic", "Initial", "Data", "grad", "partial", "laplacian", "div", "Problem", "KAN",
            "MLP", "solve", "Result", "load", "symbolify", "KanpinnError"]

@@ -30,6 +30,16 @@ Boundaries made of several pieces (the faces of a box, the two sides of a space-
 cylinder over an interval) receive points in proportion to each piece's measure (face
 area), with the rounding remainder handed out by the largest-remainder rule so that
 equal faces get equal counts.
+
+Domains that no map of the unit cube covers evenly (polygons, balls in d >= 3, the set
+operations ``a - b``, ``a | b``, ``a & b`` of ``kanpinn.geometry``) draw interior points
+by rejection: points of the chosen method in the bounding box, kept when ``contains``
+says so, in order (so a Sobol prefix stays a Sobol prefix); boundary pieces cut by a set
+operation are sampled the same way on their parametrisation.
+
+Every domain also has ``distance(x)``: a smooth approximate distance (torch, (N, 1)),
+zero on the boundary, positive inside, |∇| = 1 on the boundary, built from R-functions
+(``kanpinn.geometry.rfunctions``) for hard constraints.
 """
 
 from __future__ import annotations
@@ -40,8 +50,10 @@ import numbers
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 
 from .errors import KanpinnError
+from .geometry import rfunctions
 
 __all__ = [
     "METHODS",
@@ -60,6 +72,10 @@ METHODS = ("uniform", "sobol", "lhs", "grid")
 # are placed exactly on planar faces, so this only has to absorb round-off (circle points,
 # user-supplied points, float32 round trips).
 _TOL = 1e-9
+
+# Rejection sampling gives up after this many rounds (each sized from the accepted
+# fraction so far), so a domain that is (numerically) empty fails instead of looping.
+_MAX_ROUNDS = 12
 
 
 # --------------------------------------------------------------------------- helpers
@@ -220,19 +236,60 @@ class _Piece:
     ``map(u)`` sends (n, k) parameters to (n, dim) points; ``measure`` (length / area)
     decides the share of boundary points the piece receives; ``periodic[j]`` says that
     parameter j wraps around (the angle of a circle), so its grid omits the endpoint.
+
+    A piece cut by a set operation has ``keep(x) -> bool (n,)`` (which mapped points
+    survive) and ``fraction`` (the surviving share of the parametrisation, which sizes the
+    draws); its ``measure`` is then the surviving measure.
     """
 
     def __init__(self, k: int, measure: float, map_: Callable[[np.ndarray], np.ndarray],
-                 periodic: Sequence[bool] | None = None):
+                 periodic: Sequence[bool] | None = None,
+                 keep: Callable[[np.ndarray], np.ndarray] | None = None, fraction: float = 1.0):
         self.k = k
         self.measure = float(measure)
         self.map = map_
         self.periodic = tuple(periodic) if periodic is not None else (False,) * k
+        self.keep = keep
+        self.fraction = float(fraction)
 
     def sample(self, n: int, method: str, ss: np.random.SeedSequence) -> np.ndarray:
         if n == 0:
             return self.map(np.zeros((0, self.k)))
-        return self.map(_unit_samples(n, self.k, method, ss, self.periodic))
+        if self.keep is None:
+            return self.map(_unit_samples(n, self.k, method, ss, self.periodic))
+        if method == "grid":
+            # A grid is a grid only as a whole: one grid sized so that about n survive.
+            u = _unit_samples(max(1, round(n / self.fraction)), self.k, method, ss, self.periodic)
+            x = self.map(u)
+            return x[self.keep(x)]
+        return _rejection(n, self.fraction, ss, method,
+                          lambda m, s: self.map(_unit_samples(m, self.k, method, s, self.periodic)),
+                          self.keep, "boundary piece")
+
+
+def _rejection(n: int, fraction: float, ss: np.random.SeedSequence, method: str,
+               draw: Callable[[int, np.random.SeedSequence], np.ndarray],
+               keep: Callable[[np.ndarray], np.ndarray], what: str) -> np.ndarray:
+    """The first ``n`` points of successive draws that ``keep`` accepts. Round r draws
+    ``draw(m, seed_r)`` with m sized from the accepted fraction (the expected ``fraction``
+    at first), so the result depends only on the seed."""
+    seeds = ss.spawn(_MAX_ROUNDS)
+    kept, have, drawn, hits = [], 0, 0, 0
+    for r in range(_MAX_ROUNDS):
+        rate = hits / drawn if hits else (fraction if r == 0 else fraction / 8 ** r)
+        size = int(min(1 << 24, math.ceil(1.1 * (n - have) / max(rate, 1e-12)) + 16))
+        x = draw(size, seeds[r])
+        sel = x[keep(x)]
+        drawn += x.shape[0]
+        hits += sel.shape[0]
+        kept.append(sel)
+        have += sel.shape[0]
+        if have >= n:
+            return np.concatenate(kept, axis=0)[:n]
+    raise KanpinnError(
+        f"rejection sampling of a {what} accepted {hits} of {drawn} points, fewer than the "
+        f"{n} asked for; the region is empty or too thin to sample"
+    )
 
 
 # --------------------------------------------------------------------------- base
@@ -243,9 +300,17 @@ class Domain:
 
     Attributes: ``variables`` (tuple of names, one per column), ``dim``, and the
     bounding box ``lo``, ``hi`` (float64 arrays of shape (dim,)).
-    Subclasses implement ``_map_interior``, ``_interior_grid``, ``_boundary_pieces``,
-    ``normals``, ``contains``, ``boundary_distance``, ``test_points`` and ``spec``.
+    Subclasses implement ``_boundary_pieces``, ``normals``, ``contains``,
+    ``boundary_distance``, ``distance``, ``volume`` and ``spec``; those whose interior is
+    the image of the unit cube under an even map set ``_maps_unit_cube`` and implement
+    ``_map_interior`` (the others are sampled by rejection from the bounding box, and
+    ``_interior_grid`` / ``test_points`` default to the bounding-box grid kept inside).
+
+    Set operations: ``a - b`` (difference), ``a | b`` (union), ``a & b`` (intersection)
+    of two spatial domains of the same dimension (see ``kanpinn.geometry.csg``).
     """
+
+    _maps_unit_cube = False
 
     variables: tuple[str, ...]
     lo: np.ndarray
@@ -274,7 +339,12 @@ class Domain:
             return np.zeros((0, self.dim))
         if method == "grid":
             return np.ascontiguousarray(self._interior_grid(n), dtype=np.float64)
-        u = _unit_samples(n, self.dim, method, _seed_sequence(seed))
+        ss = _seed_sequence(seed)
+        if not self._maps_unit_cube:
+            x = _rejection(n, self._fill, ss, method, self._bbox_draw(method), self.contains,
+                           f"{type(self).__name__} interior")
+            return np.ascontiguousarray(x, dtype=np.float64)
+        u = _unit_samples(n, self.dim, method, ss)
         return np.ascontiguousarray(self._map_interior(u), dtype=np.float64)
 
     def sample_boundary(self, n: int, method: str = "sobol", seed=None) -> np.ndarray:
@@ -305,10 +375,21 @@ class Domain:
         """(n,) distance to the (spatial) boundary: >= 0 inside, 0 on it, < 0 outside."""
         raise NotImplementedError
 
-    def test_points(self, n_per_dim: int) -> np.ndarray:  # pragma: no cover - abstract
+    def distance(self, x) -> torch.Tensor:  # pragma: no cover - abstract
+        """Smooth approximate distance to the (spatial) boundary for hard constraints:
+        ``x`` (N, dim) tensor -> (N, 1) tensor of its dtype, zero on the boundary,
+        positive inside, negative outside, twice differentiable inside, |∇| = 1 on the
+        boundary (to first order). Differentiable with respect to ``x``."""
+        raise NotImplementedError
+
+    def test_points(self, n_per_dim: int) -> np.ndarray:
         """Dense evaluation grid (M, dim): ``n_per_dim`` points per direction over the
         bounding box, edges included, keeping only points inside the domain."""
-        raise NotImplementedError
+        m = _check_n(n_per_dim, "n_per_dim")
+        if m < 2:
+            raise KanpinnError(f"test_points needs n_per_dim >= 2, got {m}")
+        g = self.lo + _tensor_grid([np.linspace(0.0, 1.0, m)] * self.dim) * (self.hi - self.lo)
+        return g[self.contains(g)]
 
     def spec(self) -> dict:  # pragma: no cover - abstract
         """JSON-safe description; ``domain_from_spec(d.spec())`` rebuilds ``d``."""
@@ -317,8 +398,54 @@ class Domain:
     def _map_interior(self, u: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _interior_grid(self, n: int) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _interior_grid(self, n: int) -> np.ndarray:
+        """The bounding-box grid kept inside, sized so that about ``n`` points remain."""
+        m = _grid_side(max(1, round(n / self._fill)), self.dim)
+        if m == 1:
+            return self.sample_interior(1, "sobol", seed=0)
+        g = self.lo + _tensor_grid([_grid_axis(m, False)] * self.dim) * (self.hi - self.lo)
+        return g[self.contains(g)]
+
+    @property
+    def _fill(self) -> float:
+        """Share of the bounding box that the domain covers (sizes rejection draws)."""
+        return min(1.0, self.volume / float(np.prod(self.hi - self.lo)))
+
+    def _bbox_draw(self, method: str):
+        """``draw(m, seed) -> (m, dim)`` points of ``method`` in the bounding box."""
+        return lambda m, ss: self.lo + _unit_samples(m, self.dim, method, ss) * (self.hi - self.lo)
+
+    def _distance_input(self, x) -> torch.Tensor:
+        """``x`` as a floating tensor of shape (N, dim) (numpy accepted: float64)."""
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        if x.ndim == 1 and self.dim == 1:
+            x = x.reshape(-1, 1)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise KanpinnError(
+                f"{type(self).__name__}.distance: x must have shape (N, {self.dim}) "
+                f"(columns {', '.join(self.variables)}), got {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            x = x.to(torch.get_default_dtype())
+        return x
+
+    def _const(self, values, like: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(np.array(values, dtype=np.float64), dtype=like.dtype, device=like.device)
+
+    # ---- set operations (kanpinn.geometry.csg imports this module: import it lazily) --
+
+    def __sub__(self, other):
+        from .geometry.csg import Difference
+        return Difference(self, other)
+
+    def __or__(self, other):
+        from .geometry.csg import Union
+        return Union(self, other)
+
+    def __and__(self, other):
+        from .geometry.csg import Intersection
+        return Intersection(self, other)
 
     def _boundary_pieces(self) -> list[_Piece]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -402,6 +529,8 @@ class Box(Domain):
         self.lo.setflags(write=False)
         self.hi.setflags(write=False)
 
+    _maps_unit_cube = True
+
     @property
     def is_box(self) -> bool:
         return True
@@ -409,6 +538,16 @@ class Box(Domain):
     @property
     def volume(self) -> float:
         return float(np.prod(self.hi - self.lo))
+
+    def distance(self, x) -> torch.Tensor:
+        """R-conjunction of the slabs (x_i - lo_i)(hi_i - x_i)/(hi_i - lo_i), each of slope
+        1 on its two faces (exact on an interval)."""
+        x = self._distance_input(x)
+        slabs = rfunctions.slab(x, self._const(self.lo, x), self._const(self.hi, x))
+        phi = slabs[:, 0:1]
+        for i in range(1, self.dim):
+            phi = rfunctions.conjunction(phi, slabs[:, i:i + 1])
+        return phi
 
     def _map_interior(self, u):
         return self.lo + u * (self.hi - self.lo)
@@ -609,9 +748,16 @@ class Disk(Domain):
         self.lo = center - radius
         self.hi = center + radius
 
+    _maps_unit_cube = True
+
     @property
     def volume(self) -> float:
         return math.pi * self.radius**2
+
+    def distance(self, x) -> torch.Tensor:
+        """(r² - |x - c|²) / (2r): a polynomial, slope 1 on the circle."""
+        x = self._distance_input(x)
+        return rfunctions.ball(x, self._const(self.center, x), self.radius)
 
     def _map_interior(self, u):
         # r = R sqrt(u0) makes the map area-preserving, so uniform/low-discrepancy points
@@ -727,8 +873,18 @@ class SpaceTime(Domain):
         return self.space.is_box
 
     @property
+    def _maps_unit_cube(self) -> bool:
+        return self.space._maps_unit_cube
+
+    @property
     def volume(self) -> float:
         return self.space.volume * (self.t1 - self.t0)
+
+    def distance(self, x) -> torch.Tensor:
+        """The space's distance of the space columns (the lateral boundary); time is
+        not a boundary here."""
+        x = self._distance_input(x)
+        return self.space.distance(x[:, :-1])
 
     def _t_col(self, u):
         return (self.t0 + u * (self.t1 - self.t0)).reshape(-1, 1)
@@ -751,7 +907,9 @@ class SpaceTime(Domain):
             def lateral(u, p=p):
                 return np.hstack([p.map(u[:, : p.k]), self._t_col(u[:, p.k])])
 
-            pieces.append(_Piece(p.k + 1, p.measure * span, lateral, p.periodic + (False,)))
+            keep = None if p.keep is None else (lambda x, p=p: p.keep(x[:, :-1]))
+            pieces.append(_Piece(p.k + 1, p.measure * span, lateral, p.periodic + (False,),
+                                 keep=keep, fraction=p.fraction))
         return pieces
 
     def sample_initial(self, n: int, method: str = "sobol", seed=None) -> np.ndarray:
@@ -811,8 +969,19 @@ def domain_from_spec(d: dict) -> Domain:
             return Disk(d["center"], d["radius"], variables)
         if kind == "SpaceTime":
             return SpaceTime(domain_from_spec(d["space"]), tuple(d["t"]))
+        # kanpinn.geometry builds on this module, so it is imported only when needed.
+        from .geometry.ball import Ball
+        from .geometry.csg import OPERATIONS
+        from .geometry.polygon import Polygon
+        if kind == "Polygon":
+            return Polygon(d["vertices"], variables)
+        if kind == "Ball":
+            return Ball(d["center"], d["radius"], variables)
+        if kind in OPERATIONS:
+            return OPERATIONS[kind](domain_from_spec(d["a"]), domain_from_spec(d["b"]))
     except KeyError as e:
         raise KanpinnError(f"domain spec of type {kind!r} lacks the key {e.args[0]!r}: {d!r}") from None
     raise KanpinnError(
-        f"unknown domain type {kind!r} in spec; known: Box, Rectangle, Interval, Disk, SpaceTime"
+        f"unknown domain type {kind!r} in spec; known: Box, Rectangle, Interval, Disk, "
+        "SpaceTime, Polygon, Ball, Difference, Union, Intersection"
     )
