@@ -13,7 +13,9 @@ from torch import nn
 
 from . import jet as jets
 from .errors import KanpinnError, check_model_input
+from .bases import BASES
 from .kan_layer import KANLayer
+from .options import check_kan_arguments
 
 __all__ = ["KAN", "parse_widths"]
 
@@ -62,6 +64,9 @@ class KAN(nn.Module):
     def __init__(self, widths, grid=5, k=3, basis="bspline", grid_range=(-1.0, 1.0),
                  grid_eps=1.0, noise_scale=0.1, seed=None, dtype=None):
         super().__init__()
+        # checked at the door: a bad argument names itself, not a failure deep in a layer
+        a = check_kan_arguments(widths, grid, k, basis, grid_range, grid_eps, noise_scale, seed, dtype, BASES)
+        widths, grid, k, seed, dtype = a["widths"], a["grid"], a["k"], a["seed"], a["dtype"]
         self.widths = parse_widths(widths)
         self.k, self.basis_kind, self.grid_eps = int(k), basis, float(grid_eps)
         self.noise_scale = noise_scale

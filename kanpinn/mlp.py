@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from . import jet as jets
-from .errors import KanpinnError, check_model_input
+from .errors import check_model_input
+from .options import check_mlp_arguments
 
 __all__ = ["MLP", "ACTIVATIONS"]
 
@@ -59,13 +60,11 @@ class MLP(nn.Module):
 
     def __init__(self, widths, activation="tanh", seed=None, dtype=None):
         super().__init__()
-        if not isinstance(widths, (list, tuple)) or len(widths) < 2 or any(int(w) < 1 for w in widths):
-            raise KanpinnError(f"MLP widths must be a list of >= 2 positive sizes, got {widths!r}")
-        if activation not in ACTIVATIONS:
-            raise KanpinnError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
-        self.widths = [int(w) for w in widths]
+        a = check_mlp_arguments(widths, activation, seed, dtype, ACTIVATIONS)   # checked at the door
+        self.widths = a["widths"]
         self.activation = activation
-        dtype = dtype or torch.get_default_dtype()
+        seed = a["seed"]
+        dtype = a["dtype"] or torch.get_default_dtype()
         self.linears = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(self.widths[:-1], self.widths[1:]))
         self.reset_parameters(seed)
 
