@@ -19,21 +19,20 @@ from __future__ import annotations
 import copy
 import inspect
 import os
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:         # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
 
 from .errors import KanpinnError
+from .options import SOLVE_OPTIONS, check_option, unknown_name_message
 
 __all__ = ["load_solver", "read_solver", "solver_from_dict", "preset_path", "preset_names",
            "apply_overrides", "parse_assignment", "PRESET_DIR"]
 
 PRESET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
 _TOP_KEYS = {"name", "description", "model", "options"}
-# solve options known even when kanpinn.solver cannot be imported (its DEFAULTS rule)
-_FALLBACK_OPTIONS = {
-    "grids", "steps", "optimizer", "lr", "adam_steps", "n_interior", "n_boundary", "sampler",
-    "resample", "device", "dtype", "seed", "checkpoint", "checkpoint_every", "progress",
-    "weights", "grid_update", "log_every", "test_points", "max_time", "target", "lbfgs_history",
-}
 
 
 def preset_names():
@@ -52,14 +51,6 @@ def preset_path(name_or_path):
     if os.sep not in p and "/" not in p and os.path.isfile(cand):
         return cand
     raise KanpinnError(f"solver file {p} does not exist (shipped presets: {', '.join(preset_names())})")
-
-
-def _solve_options():
-    try:
-        from .solver import DEFAULTS
-        return set(DEFAULTS)
-    except ImportError:
-        return set(_FALLBACK_OPTIONS)
 
 
 def _model_keys(kind):
@@ -102,18 +93,19 @@ def validate(data: dict, source: str = "solver") -> None:
         raise KanpinnError(f"{source}: [model] type must be \"KAN\" or \"MLP\", got {kind!r}")
     bad = sorted(set(model) - keys)
     if bad:
-        raise KanpinnError(f"{source}: unknown [model] key(s) {', '.join(bad)} for a {kind}; "
-                           f"allowed: {', '.join(sorted(keys))}")
+        raise KanpinnError(f"{source}: {unknown_name_message(f'{kind} [model] key', bad[0], keys)}")
     if "widths" not in model or not isinstance(model["widths"], list):
         raise KanpinnError(f"{source}: [model] needs widths, a list such as [\"d\", 10, 1]")
     options = data.get("options", {})
     if not isinstance(options, dict):
         raise KanpinnError(f"{source}: [options] must be a table")
-    known = _solve_options()
-    bad = sorted(set(options) - known)
-    if bad:
-        raise KanpinnError(f"{source}: unknown [options] key(s) {', '.join(bad)}; "
-                           f"known: {', '.join(sorted(known))}")
+    for name, value in options.items():      # the same schema as kp.solve (kanpinn.options)
+        if name not in SOLVE_OPTIONS:
+            raise KanpinnError(f"{source}: {unknown_name_message('[options] key', name, SOLVE_OPTIONS)}")
+        try:
+            check_option(name, value)
+        except KanpinnError as e:
+            raise KanpinnError(f"{source}: {e}") from None
     for k in ("name", "description"):
         if k in data and not isinstance(data[k], str):
             raise KanpinnError(f"{source}: {k} must be a string")
