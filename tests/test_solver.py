@@ -83,9 +83,9 @@ def test_checkpoint_resume_equals_unbroken_run(tmp_path, monkeypatch, optimizer,
     ck = tmp_path / "run.ckpt.h5"
     # kill the run part-way through the second stage
     import importlib
-    S = importlib.import_module("kanpinn.solver.solve")
+    S = importlib.import_module("kanpinn.solver.loop")
     calls = {"n": 0}
-    orig = S._tick
+    orig = S.tick
 
     def dying_tick(*args, **kw):
         calls["n"] += 1
@@ -93,10 +93,10 @@ def test_checkpoint_resume_equals_unbroken_run(tmp_path, monkeypatch, optimizer,
             raise KeyboardInterrupt("simulated kill")
         return orig(*args, **kw)
 
-    monkeypatch.setattr(S, "_tick", dying_tick)
+    monkeypatch.setattr(S, "tick", dying_tick)
     with pytest.raises(KeyboardInterrupt):
         kp.solve(poisson_1d(), kp.KAN([1, 3, 1], seed=0), checkpoint=str(ck), **opts)
-    monkeypatch.setattr(S, "_tick", orig)
+    monkeypatch.setattr(S, "tick", orig)
     assert ck.exists()
     resumed = kp.solve(poisson_1d(), kp.KAN([1, 3, 1], seed=0), checkpoint=str(ck), **opts)
     x = np.linspace(-1, 1, 50)[:, None]
@@ -165,7 +165,7 @@ def test_weights_for_unknown_terms_are_rejected():
 
 def test_residual_based_resampling_changes_points_and_still_converges():
     import importlib
-    S = importlib.import_module("kanpinn.solver.solve")
+    S = importlib.import_module("kanpinn.solver.loss")
     seen = []
     orig = S.Collocation.sample
 

@@ -1,4 +1,15 @@
-"""The KAN-PINN solver: ``solve(problem, model, **options) -> Result``."""
-from .solve import DEFAULTS, SolverWarning, solve
+"""The KAN-PINN solver: ``solve(problem, model=None, **options) -> Result``.
 
-__all__ = ["solve", "DEFAULTS", "SolverWarning"]
+``solve.py`` is the entry point; ``loop.py`` the training loop; ``optimizers.py`` the
+optimiser registry; ``hooks.py`` what runs around each step; ``run.py`` the state of a
+solve; ``loss.py`` collocation points and the PINN loss; ``lm.py`` and ``jacobian.py``
+Levenberg-Marquardt on the structured Jacobian; ``auto.py`` auto mode's choices;
+``checkpoint.py`` HDF5 checkpoints.
+"""
+from .hooks import Hook
+from .loop import SolverWarning
+from .optimizers import StepInfo, register_optimizer, registered_optimizers
+from .solve import DEFAULTS, solve
+
+__all__ = ["solve", "DEFAULTS", "SolverWarning", "Hook", "StepInfo", "register_optimizer",
+           "registered_optimizers"]
