@@ -280,6 +280,42 @@ def _dtype(owner, name, v):
 _dtype.allowed = "'float32' or 'float64'"
 
 
+def _optimizer_check(names):
+    """Check for ``optimizer``: a name out of ``names``, two of them joined by '+'
+    ('adam+lbfgs'), or what torch offers: an Optimizer subclass or instance, or a
+    callable building one (``params -> Optimizer``)."""
+    names = tuple(names)
+    plain = [n for n in names if n != "auto"]
+    allowed = ("one of " + ", ".join(repr(n) for n in names) + ", two joined by '+' (e.g. 'adam+lbfgs'), "
+               "or a torch.optim.Optimizer class, instance or factory")
+
+    def check(owner, name, v):
+        if isinstance(v, str):
+            parts = v.split("+")
+            if v in names or (len(parts) == 2 and all(p in plain for p in parts)):
+                return v
+            near = difflib.get_close_matches(v, names, n=1, cutoff=0.6)
+            _refuse(owner, name, v, allowed, f"; did you mean {near[0]!r}?" if near else "")
+        if isinstance(v, torch.optim.Optimizer) or (isinstance(v, type) and issubclass(v, torch.optim.Optimizer)):
+            return v
+        if callable(v) and not isinstance(v, type):
+            return v
+        _refuse(owner, name, v, allowed)
+    check.allowed = allowed
+    return check
+
+
+def _hooks(owner, name, v):
+    if v is None:
+        return None
+    if not isinstance(v, (list, tuple)) or any(h is None or isinstance(h, (str, numbers.Number)) for h in v):
+        _refuse(owner, name, v, "None or a list of hook objects (see kanpinn.solver.hooks)")
+    return list(v)
+
+
+_hooks.allowed = "None or a list of hook objects"
+
+
 # --------------------------------------------------------------------------- the schema
 
 @dataclass(frozen=True)
@@ -305,8 +341,9 @@ _ADAPTIVE = _schedule({"every": integer(lo=1), "alpha": real(lo=0, hi=1, lo_open
 SOLVE_OPTIONS: dict[str, Spec] = {
     "grids": Spec(None, _grids, "KAN grid sizes, one training stage each (KAN only)"),
     "steps": Spec(100, integer(lo=0), "optimiser steps per stage"),
-    "optimizer": Spec("auto", choice(*OPTIMIZERS), "'auto' (LM up to 5000 parameters, else adam+lbfgs), "
-                                                   "'lm', 'lbfgs', 'adam', 'adam+lbfgs'"),
+    "optimizer": Spec("auto", _optimizer_check(OPTIMIZERS),
+                      "'auto' (LM up to 5000 parameters, else adam+lbfgs), 'lm', 'lbfgs', 'adam', "
+                      "'adam+lbfgs', a registered name, or a torch.optim.Optimizer class/instance/factory"),
     "lr": Spec(None, real(lo=0, lo_open=True, optional=True), "learning rate (None: the optimiser's default)"),
     "adam_steps": Spec(None, integer(lo=0, optional=True), "Adam steps before L-BFGS with 'adam+lbfgs'"),
     "n_interior": Spec(2000, integer(lo=1), "interior collocation points"),
@@ -330,6 +367,7 @@ SOLVE_OPTIONS: dict[str, Spec] = {
     "starts": Spec(1, integer(lo=1), "random initialisations tried on the first grid"),
     "start_steps": Spec(20, integer(lo=1), "steps per multi-start trial"),
     "adaptive_weights": Spec(False, _ADAPTIVE, "learning-rate annealing of the condition weights"),
+    "hooks": Spec(None, _hooks, "objects called around each training step"),
 }
 
 
@@ -344,14 +382,15 @@ def check_option(name: str, value, owner: str = "solve option", optimizers=None)
     if name not in SOLVE_OPTIONS:
         raise KanpinnError(unknown_name_message(owner, name, SOLVE_OPTIONS))
     if name == "optimizer" and optimizers is not None:
-        return choice(*optimizers)(owner, name, value)
+        return _optimizer_check(("auto", *(n for n in optimizers if n != "auto")))(owner, name, value)
     return SOLVE_OPTIONS[name].check(owner, name, value)
 
 
 def validate_solve_options(options: dict, optimizers=None) -> dict:
     """Every option checked, the defaults filled in: the dict ``kp.solve`` runs with.
 
-    ``optimizers`` (names) replaces the built-in list when a registry knows more.
+    ``optimizers`` (names, e.g. the keys of the solver's optimiser registry) replaces the
+    built-in list of optimiser names; "auto" is always allowed.
 
     >>> opts = validate_solve_options({"grids": (5, 10), "lr": 0.1})
     >>> opts["grids"], opts["lr"], opts["steps"]

@@ -53,6 +53,15 @@ def preset_path(name_or_path):
     raise KanpinnError(f"solver file {p} does not exist (shipped presets: {', '.join(preset_names())})")
 
 
+def _optimizer_names():
+    """The solver's registered optimiser names (None: the built-in list of kanpinn.options)."""
+    try:
+        from .solver.optimizers import registered_optimizers
+    except ImportError:
+        return None
+    return list(registered_optimizers())
+
+
 def _model_keys(kind):
     if kind == "KAN":
         from .kan import KAN as cls
@@ -103,7 +112,7 @@ def validate(data: dict, source: str = "solver") -> None:
         if name not in SOLVE_OPTIONS:
             raise KanpinnError(f"{source}: {unknown_name_message('[options] key', name, SOLVE_OPTIONS)}")
         try:
-            check_option(name, value)
+            check_option(name, value, optimizers=_optimizer_names() if name == "optimizer" else None)
         except KanpinnError as e:
             raise KanpinnError(f"{source}: {e}") from None
     for k in ("name", "description"):
