@@ -50,8 +50,26 @@ def symbolify(result_or_model, library=None, variables=None, **options):
     return _symbolify(result_or_model, library=library, variables=variables, **options)
 
 
+def discover(problem, **options):
+    """Search small KAN structures for the closed-form solution of ``problem`` and return
+    a :class:`Discovery`: ``.formula`` (the simplest formula whose own PDE residual and
+    condition misfits vanish on fresh points; None when none does), ``.verified``,
+    ``.residual``, ``.candidates`` (the table of what was tried), ``.report()``.
+    Options: see ``kanpinn.symbolic.discover.discover`` (``max_time``, ``tol``,
+    ``structures``, ``starts``, ``stop_early``, ``solve``, ``log``)."""
+    from .symbolic.discover import discover as _discover
+    return _discover(problem, **options)
+
+
+def __getattr__(name):
+    if name == "Discovery":  # imported lazily, like symbolify (sympy loads on first use)
+        from .symbolic.discover import Discovery
+        return Discovery
+    raise AttributeError(f"module 'kanpinn' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 __all__ = ["Interval", "Rectangle", "Box", "Disk", "SpaceTime", "Polygon", "Ball", "Dirichlet", "Neumann", "Robin",
            "Periodic", "Initial", "Data", "grad", "partial", "laplacian", "div", "Problem", "KAN",
-           "MLP", "solve", "Result", "load", "symbolify", "KanpinnError"]
+           "MLP", "solve", "Result", "load", "symbolify", "discover", "Discovery", "KanpinnError"]

@@ -4,18 +4,25 @@
     kanpinn compare PROBLEM.py SOLVER.toml SOLVER.toml ... [--out DIR] [--set key=value ...]
     kanpinn plot RUN.h5 [--out DIR]
     kanpinn symbolify RUN.h5
+    kanpinn discover PROBLEM.py [--out DIR] [--max-time S]
     kanpinn bench [--quick]
 
 A solver is a TOML file or the name of a shipped preset (kan, mlp, kan_multkan,
 kan_chebyshev); ``--set`` overrides its options (``steps=200``, ``grids=[5,10]``) or model
-keys (``model.grid=3``), values read as TOML literals. Bad input prints one line to stderr
-and exits with status 2.
+keys (``model.grid=3``), values read as TOML literals.
+
+A user's mistake (a missing or broken problem file, a bad TOML, a bad ``--set``, an
+output path that cannot be written: checked before any training) prints one line,
+``kanpinn: error: ...``, to stderr and exits with status 2. Anything else is a bug: one
+line ``kanpinn: internal error: ...`` and status 1; ``--debug`` (or the environment
+variable ``KANPINN_DEBUG=1``) shows the full traceback of either.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 from .errors import KanpinnError
@@ -31,6 +38,36 @@ class _UsageError(Exception):
 def _fail(msg, code=2):
     print(f"kanpinn: error: {msg}", file=sys.stderr)
     return code
+
+
+def _check_folder(folder, what):
+    """A KanpinnError unless files can be created in ``folder`` (tried, not guessed from
+    permission bits: root, read-only mounts and ACLs all answer differently)."""
+    if not os.path.isdir(folder):
+        raise KanpinnError(f"{what}: the folder {folder} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".kanpinn-probe-"):
+            pass
+    except OSError as e:
+        raise KanpinnError(f"{what}: cannot write into {folder} ({e.strerror or e})") from None
+
+
+def _check_out_file(path, what="--out"):
+    """Refuse, before any training, a result path that could not be written."""
+    if os.path.isdir(path):
+        raise KanpinnError(f"{what} {path} is a folder; give a file name such as run.h5")
+    _check_folder(os.path.dirname(os.path.abspath(path)), f"{what} {path}")
+
+
+def _make_out_dir(path, what="--out"):
+    """Create the output folder ``path`` (and its parents), or a KanpinnError saying why not."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise KanpinnError(f"{what} {path} is a file, not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise KanpinnError(f"{what} {path}: cannot create the folder ({e.strerror or e})") from None
+    _check_folder(path, f"{what} {path}")
 
 
 def _unique_path(path, force):
@@ -86,13 +123,14 @@ def _report(result):
 def _cmd_solve(args):
     from .problem_file import load_problem
     problem = load_problem(args.problem)
+    want = args.out or f"{problem.name}.h5"
+    out = _unique_path(want, args.force)
+    _check_out_file(out)                 # before training, not after it
     result, _, _ = _solve_one(problem, args.solver, args.set, quiet_progress=False)
     print(_report(result))
     if "parameters" in result.metrics:
         for k, v in result.metrics["parameters"].items():
             print(f"parameter {k} = {v:.6g}")
-    want = args.out or f"{problem.name}.h5"
-    out = _unique_path(want, args.force)
     if out != want:
         print(f"{want} exists; writing {out} instead (use --force to overwrite)")
     result.save(out)
@@ -116,7 +154,7 @@ def _cmd_compare(args):
     from .problem_file import load_problem
     problem = load_problem(args.problem)
     out_dir = args.out or f"{problem.name}-compare"
-    os.makedirs(out_dir, exist_ok=True)
+    _make_out_dir(out_dir)
     results, rows = {}, []
     for solver in args.solvers:
         result, name, elapsed = _solve_one(problem, solver, args.set)
@@ -155,7 +193,7 @@ def _cmd_plot(args):
     from .result import load
     result = load(args.run)
     out_dir = args.out or os.path.dirname(os.path.abspath(args.run))
-    os.makedirs(out_dir, exist_ok=True)
+    _make_out_dir(out_dir)
     stem = os.path.splitext(os.path.basename(args.run))[0]
     written = [os.path.join(out_dir, f"{stem}.png")]
     _close(result.plot(written[0]))
@@ -201,6 +239,28 @@ def _cmd_symbolify(args):
     return 0
 
 
+def _cmd_discover(args):
+    import json
+
+    from .problem_file import load_problem
+    from .symbolic.discover import discover
+    problem = load_problem(args.problem)
+    found = discover(problem, max_time=args.max_time, log=print)
+    print(found.report())
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, f"{problem.name}-discovery.json")
+        rows = [{"structure": c.structure, "widths": c.widths, "formula": None if c.formula is None else str(c.formula),
+                 "residual": c.residual, "seconds": c.seconds, "verified": c.verified, "why": c.why}
+                for c in found.candidates]
+        with open(path, "w") as fh:
+            json.dump({"problem": problem.name, "verified": found.verified, "residual": found.residual,
+                       "formula": None if found.formula is None else str(found.formula),
+                       "seconds": found.seconds, "candidates": rows}, fh, indent=1, default=str)
+        print(f"wrote {path}")
+    return 0 if found.verified else 1
+
+
 def _cmd_bench(args):
     try:
         from .bench import run
@@ -217,10 +277,14 @@ def _cmd_bench(args):
 
 def _parser():
     p = argparse.ArgumentParser(prog="kanpinn", description="Solve PDEs with physics-informed KANs.")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of any error")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of any error (also: KANPINN_DEBUG=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    s = sub.add_parser("solve", help="solve a problem file with a solver preset")
+    s = sub.add_parser("solve", parents=[common], help="solve a problem file with a solver preset")
     s.add_argument("problem", help="Python file defining `problem`")
     s.add_argument("--solver", default="kan", help="solver TOML file or preset name (default: kan)")
     s.add_argument("--out", help="result file (default: <problem-name>.h5 in the current folder)")
@@ -229,7 +293,7 @@ def _parser():
     s.add_argument("--force", action="store_true", help="overwrite an existing result file")
     s.set_defaults(func=_cmd_solve)
 
-    c = sub.add_parser("compare", help="run several solvers on one problem: table and plots")
+    c = sub.add_parser("compare", parents=[common], help="run several solvers on one problem: table and plots")
     c.add_argument("problem")
     c.add_argument("solvers", nargs="+", help="solver TOML files or preset names")
     c.add_argument("--out", help="output folder (default: <problem-name>-compare)")
@@ -238,18 +302,24 @@ def _parser():
     c.add_argument("--force", action="store_true", help="overwrite existing result files")
     c.set_defaults(func=_cmd_compare)
 
-    pl = sub.add_parser("plot", help="plot a result file (solution, error, history, KAN diagram)")
+    pl = sub.add_parser("plot", parents=[common], help="plot a result file (solution, error, history, KAN diagram)")
     pl.add_argument("run")
     pl.add_argument("--out", help="output folder (default: the result file's folder)")
     pl.set_defaults(func=_cmd_plot)
 
-    sy = sub.add_parser("symbolify", help="print the closed-form formula of a KAN result")
+    sy = sub.add_parser("symbolify", parents=[common], help="print the closed-form formula of a KAN result")
     sy.add_argument("run")
     sy.add_argument("--allow-numeric", action="store_true", help="keep edges no library function fits as numbers")
     sy.add_argument("--problem", help="the problem file the run solved: enables PDE-aware refinement")
     sy.set_defaults(func=_cmd_symbolify)
 
-    b = sub.add_parser("bench", help="run the benchmark suite (problems x solvers)")
+    dc = sub.add_parser("discover", help="search small KAN structures for the verified closed form (kp.discover)")
+    dc.add_argument("problem", help="Python file defining `problem`")
+    dc.add_argument("--out", help="folder for <problem-name>-discovery.json (formula, residual, candidates)")
+    dc.add_argument("--max-time", type=float, default=600.0, help="seconds for the whole search (default 600)")
+    dc.set_defaults(func=_cmd_discover)
+
+    b = sub.add_parser("bench", parents=[common], help="run the benchmark suite (problems x solvers)")
     b.add_argument("--quick", action="store_true", help="a short version")
     b.add_argument("--out", default="bench-results", help="folder for bench.md, bench.h5 and the plot")
     b.add_argument("--device", default="cpu",
@@ -266,14 +336,21 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:           # argparse already printed its message
         return int(e.code or 0)
+    debug = args.debug or os.environ.get("KANPINN_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args) or 0)
-    except KanpinnError as e:
-        return _fail(" ".join(str(e).split()) or type(e).__name__)
-    except (OSError, UnicodeDecodeError) as e:
-        return _fail(f"{type(e).__name__}: {e}")
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except Exception as e:  # noqa: BLE001 - the one place where every error becomes one line
+        if debug:
+            raise
+        text = " ".join(str(e).split())
+        if isinstance(e, KanpinnError):
+            return _fail(text or type(e).__name__)
+        if isinstance(e, (OSError, UnicodeDecodeError)):      # files the user named
+            return _fail(f"{type(e).__name__}: {text}")
+        return _fail(f"internal error: {type(e).__name__}: {text} (a bug: run again with --debug "
+                     "or KANPINN_DEBUG=1 for the traceback, and report it)", 1)
 
 
 if __name__ == "__main__":  # pragma: no cover
