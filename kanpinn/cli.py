@@ -245,10 +245,11 @@ def _cmd_discover(args):
     from .problem_file import load_problem
     from .symbolic.discover import discover
     problem = load_problem(args.problem)
+    if args.out:
+        _make_out_dir(args.out)          # before the search, not after it
     found = discover(problem, max_time=args.max_time, log=print)
     print(found.report())
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, f"{problem.name}-discovery.json")
         rows = [{"structure": c.structure, "widths": c.widths, "formula": None if c.formula is None else str(c.formula),
                  "residual": c.residual, "seconds": c.seconds, "verified": c.verified, "why": c.why}
@@ -313,7 +314,7 @@ def _parser():
     sy.add_argument("--problem", help="the problem file the run solved: enables PDE-aware refinement")
     sy.set_defaults(func=_cmd_symbolify)
 
-    dc = sub.add_parser("discover", help="search small KAN structures for the verified closed form (kp.discover)")
+    dc = sub.add_parser("discover", parents=[common], help="search small KAN structures for the verified closed form (kp.discover)")
     dc.add_argument("problem", help="Python file defining `problem`")
     dc.add_argument("--out", help="folder for <problem-name>-discovery.json (formula, residual, candidates)")
     dc.add_argument("--max-time", type=float, default=600.0, help="seconds for the whole search (default 600)")

@@ -37,15 +37,21 @@ __all__ = ["discover", "Discovery", "CandidateRow", "default_structures", "syste
 # structures
 # ---------------------------------------------------------------------------------------
 def default_structures(d: int):
-    """(name, widths for one output) in the order they are tried: cheapest first."""
-    return [
+    """(name, widths for one output) in the order they are tried: cheapest first (the
+    same widths are listed once: in 1-D a function of a sum is a sum of compositions)."""
+    out, seen = [], set()
+    for name, widths in [
         ("sum", [d, 1]),
         ("product", [d, [0, 1], 1]),
         ("function of a sum", [d, 1, 1]),
         ("sum + product", [d, [1, 1], 1]),
         ("two products", [d, [0, 2], 1]),
         ("sum of compositions", [d, d, 1]),
-    ]
+    ]:
+        if str(widths) not in seen:
+            seen.add(str(widths))
+            out.append((name, widths))
+    return out
 
 
 def _has_products(widths) -> bool:
