@@ -5,142 +5,207 @@
     again = model_from_config(cfg)
     again.load_state_dict(model.state_dict())  # same predictions
 
-For a KAN the config holds the grid of every layer (grids differ after extension or
-pruning) and the symbolic edges (``{"i_o": {"name", "expr"}}`` per layer, expr a sympy
-string in ``z``). Symbolic formulas are parsed without evaluating arbitrary code: the
-string may only hold numbers, operators, parentheses, ``z`` and known function/constant
-names; anything else is refused with a :class:`KanpinnError`.
+A config may come from a file someone else wrote, so every field is checked (type and
+range) before anything is built, and :func:`state_shapes` says which tensor shapes a config
+implies without allocating them: ``kp.load`` compares those with the stored arrays and
+builds a model only when they agree (a config claiming ``grid = 1e9`` next to a 5-interval
+weight array is refused, not allocated). For a KAN the config holds the grid of every layer
+(grids differ after extension or pruning) and the symbolic edges (``{"i_o": {"name",
+"expr"}}`` per layer, expr the text of a sympy expression in ``z``, read by
+:func:`kanpinn.edge_formula.parse_formula`, which evaluates nothing before checking it).
 """
 from __future__ import annotations
 
-import inspect
-import re
+import math
 
-import sympy as sp
 import torch
 from torch import nn
 
+from .edge_formula import parse_formula
 from .errors import KanpinnError
 
-__all__ = ["model_from_config", "parse_formula", "count_parameters"]
+__all__ = ["model_from_config", "check_config", "state_shapes", "parse_formula", "count_parameters"]
 
-# names a symbolic edge formula may use (sympy spellings)
-_FUNCTIONS = {
-    "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "exp": sp.exp, "log": sp.log,
-    "sqrt": sp.sqrt, "tanh": sp.tanh, "sinh": sp.sinh, "cosh": sp.cosh, "atan": sp.atan,
-    "asin": sp.asin, "acos": sp.acos, "Abs": sp.Abs, "sign": sp.sign, "erf": sp.erf,
-    "sec": sp.sec, "csc": sp.csc, "cot": sp.cot, "Heaviside": sp.Heaviside,
-}
-_CONSTANTS = {"pi": sp.pi, "E": sp.E}
-_TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|([A-Za-z_]\w*)|(\*\*|[-+*/(),^]))")
+MAX_K = 20                   # spline order
+MAX_WIDTH = 100_000          # nodes in one layer
+MAX_LAYERS = 1000
+MAX_NAME = 200               # characters of a symbolic edge's name
 
 
-def parse_formula(text: str) -> sp.Expr:
-    """A sympy expression in ``z`` from its string form, refusing anything but numbers,
-    ``+ - * / ** ^ ( ) ,``, the symbol ``z``, ``pi``, ``E`` and known function names."""
-    if not isinstance(text, str) or not text.strip():
-        raise KanpinnError(f"symbolic edge formula must be a non-empty string, got {text!r}")
-    if len(text) > 2000:
-        raise KanpinnError(f"symbolic edge formula is too long ({len(text)} characters)")
-    pos, names = 0, set()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None or m.end() == pos:
-            if text[pos:].strip() == "":
-                break
-            raise KanpinnError(f"symbolic edge formula {text!r} has a character not allowed at position {pos}: "
-                               f"{text[pos]!r}")
-        if m.group(2):
-            names.add(m.group(2))
-        pos = m.end()
-    bad = sorted(n for n in names if n != "z" and n not in _FUNCTIONS and n not in _CONSTANTS)
-    if bad:
-        raise KanpinnError(f"symbolic edge formula {text!r} uses unknown names {bad}; allowed: z, "
-                           f"{', '.join(sorted(_CONSTANTS))}, {', '.join(sorted(_FUNCTIONS))}")
-    from sympy.parsing.sympy_parser import parse_expr, standard_transformations, convert_xor
-    glb = {"__builtins__": {}, "Integer": sp.Integer, "Float": sp.Float, "Rational": sp.Rational,
-           "Symbol": sp.Symbol, **_FUNCTIONS, **_CONSTANTS}
-    try:
-        expr = parse_expr(text, local_dict={"z": sp.Symbol("z")}, global_dict=glb,
-                          transformations=standard_transformations + (convert_xor,))
-    except Exception as e:  # noqa: BLE001 - any parse failure is a bad formula
-        raise KanpinnError(f"symbolic edge formula {text!r} cannot be parsed: {e}") from None
-    if not isinstance(expr, sp.Expr) or not expr.free_symbols <= {sp.Symbol("z")}:
-        raise KanpinnError(f"symbolic edge formula {text!r} is not an expression of z")
-    return expr
+def _where(path):
+    return "model config" + (f" ({path})" if path else "")
 
 
-def _int(v, what):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
-        raise KanpinnError(f"model config: {what} must be an integer, got {v!r}")
+def _int(v, what, lo, hi, path=""):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or int(v) != v \
+            or not lo <= v <= hi:
+        raise KanpinnError(f"{_where(path)}: {what} must be an integer in [{lo}, {hi}], got {str(v)[:60]!r}")
     return int(v)
 
 
-def _kwargs_for(cls, cfg, skip):
-    """The entries of cfg that cls.__init__ accepts (extra informational keys are ignored)."""
-    params = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in cfg.items() if k in params and k not in skip}
+def _real(v, what, lo=-math.inf, hi=math.inf, path=""):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+        raise KanpinnError(f"{_where(path)}: {what} must be a finite number in [{lo}, {hi}], got {str(v)[:60]!r}")
+    return float(v)
 
 
-def _build_kan(cfg, dtype):
+def _widths(cfg, path, mult_allowed):
+    w = cfg.get("widths")
+    if not isinstance(w, list) or not 2 <= len(w) <= MAX_LAYERS + 1:
+        raise KanpinnError(f"{_where(path)}: 'widths' must be a list of 2 to {MAX_LAYERS + 1} layer sizes, "
+                           f"got {str(w)[:80]}")
+    out = []
+    for i, e in enumerate(w):
+        if mult_allowed and isinstance(e, list) and len(e) == 2:
+            pair = (_int(e[0], f"'widths' entry {i}", 0, MAX_WIDTH, path), _int(e[1], f"'widths' entry {i}", 0, MAX_WIDTH, path))
+        else:
+            pair = (_int(e, f"'widths' entry {i}", 1, MAX_WIDTH, path), 0)
+        if sum(pair) < 1 or (i == 0 and pair[1]):
+            raise KanpinnError(f"{_where(path)}: 'widths' entry {i} is {e!r}; a layer needs a node, and the "
+                               "input layer no multiplication nodes")
+        out.append(pair)
+    return out
+
+
+def check_config(cfg, path="") -> dict:
+    """``cfg`` checked field by field and normalised (KAN: ``grid`` as one int per layer,
+    ``widths`` as (n_sum, n_mult) pairs); raises :class:`KanpinnError` naming the field.
+    Informational keys it does not know are dropped. ``path``: named in messages."""
+    if not isinstance(cfg, dict):
+        raise KanpinnError(f"{_where(path)} must be a JSON object, got {type(cfg).__name__}")
+    kind = cfg.get("type")
+    if kind == "MLP":
+        from .mlp import ACTIVATIONS
+        act = cfg.get("activation", "tanh")
+        if not isinstance(act, str) or act not in ACTIVATIONS:
+            raise KanpinnError(f"{_where(path)}: 'activation' must be one of {sorted(ACTIVATIONS)}, got {str(act)[:60]!r}")
+        return {"type": "MLP", "widths": [s for s, _ in _widths(cfg, path, False)], "activation": act}
+    if kind == "KAN":
+        from .bases import BASES
+        widths = _widths(cfg, path, True)
+        n_layers = len(widths) - 1
+        grid = cfg.get("grid", 5)
+        grids = grid if isinstance(grid, list) else [grid] * n_layers
+        if len(grids) != n_layers:
+            raise KanpinnError(f"{_where(path)}: 'grid' lists {len(grids)} grids for {n_layers} layers")
+        out = {"type": "KAN", "widths": widths,
+               "grid": [_int(g, "'grid' entry", 1, 2 ** 62, path) for g in grids],
+               "k": _int(cfg.get("k", 3), "'k'", 0, MAX_K, path),
+               "grid_eps": _real(cfg.get("grid_eps", 1.0), "'grid_eps'", 0.0, 1.0, path),
+               "noise_scale": _real(cfg.get("noise_scale", 0.1), "'noise_scale'", 0.0, path=path)}
+        basis = cfg.get("basis", "bspline")
+        if not isinstance(basis, str) or basis not in BASES:
+            raise KanpinnError(f"{_where(path)}: 'basis' must be one of {sorted(BASES)}, got {str(basis)[:60]!r}")
+        out["basis"] = basis
+        rng = cfg.get("grid_range", [-1.0, 1.0])
+        if not isinstance(rng, list) or len(rng) != 2:
+            raise KanpinnError(f"{_where(path)}: 'grid_range' must be [lo, hi], got {str(rng)[:60]}")
+        lo, hi = (_real(v, "'grid_range' entry", path=path) for v in rng)
+        if not lo < hi:
+            raise KanpinnError(f"{_where(path)}: 'grid_range' needs lo < hi, got {rng}")
+        out["grid_range"] = (lo, hi)
+        out["symbolic"] = _symbolic(cfg.get("symbolic") or [], widths, path)
+        return out
+    if isinstance(kind, str) and isinstance(cfg.get("inner"), dict):
+        return dict(cfg, inner=check_config(cfg["inner"], path))     # a wrapper: checked by its builder
+    raise KanpinnError(f"{_where(path)} has unknown type {str(kind)[:60]!r}; expected 'KAN' or 'MLP'")
+
+
+def _symbolic(symbolic, widths, path):
+    n_layers = len(widths) - 1
+    if not isinstance(symbolic, list) or len(symbolic) not in (0, n_layers):
+        raise KanpinnError(f"{_where(path)}: 'symbolic' must list one dict per layer ({n_layers}), "
+                           f"got {str(symbolic)[:80]}")
+    out = []
+    for li, edges in enumerate(symbolic):
+        if not isinstance(edges, dict):
+            raise KanpinnError(f"{_where(path)}: symbolic edges of layer {li} must be a dict, got {str(edges)[:60]}")
+        n_in, n_out = sum(widths[li]), widths[li + 1][0] + 2 * widths[li + 1][1]
+        checked = {}
+        for key, spec in edges.items():
+            parts = str(key).split("_")
+            ok = len(parts) == 2 and all(p.isdigit() and len(p) < 7 for p in parts)
+            i, o = (int(p) for p in parts) if ok else (-1, -1)
+            if not (0 <= i < n_in and 0 <= o < n_out) or not isinstance(spec, dict) \
+                    or not isinstance(spec.get("name"), str) or len(spec["name"]) > MAX_NAME:
+                raise KanpinnError(f"{_where(path)}: bad symbolic edge {str(key)[:20]!r}: {str(spec)[:80]} in layer "
+                                   f"{li} (edges i_o with i < {n_in}, o < {n_out}; a name of at most {MAX_NAME} "
+                                   "characters and an expr)")
+            try:
+                checked[f"{i}_{o}"] = (spec["name"], parse_formula(spec.get("expr")))
+            except KanpinnError as e:
+                raise KanpinnError(f"{_where(path)}: symbolic edge {i}_{o} of layer {li}: {e}") from None
+        out.append(checked)
+    return out
+
+
+def state_shapes(cfg, path="") -> dict:
+    """The ``state_dict`` shapes (name -> tuple) of the model ``cfg`` describes, computed
+    from the config alone (nothing is allocated). A wrapper's own entries are not listed,
+    only its inner model's (prefixed ``inner.``)."""
+    c = check_config(cfg, path)
+    if c["type"] == "MLP":
+        w = c["widths"]
+        out = {}
+        for i, (a, b) in enumerate(zip(w[:-1], w[1:])):
+            out[f"linears.{i}.weight"], out[f"linears.{i}.bias"] = (b, a), (b,)
+        return out
+    if c["type"] == "KAN":
+        out, w, k = {}, c["widths"], c["k"]
+        for li, g in enumerate(c["grid"]):
+            n_in, n_out = sum(w[li]), w[li + 1][0] + 2 * w[li + 1][1]
+            nb = g + k if c["basis"] == "bspline" else g
+            pre = f"layers.{li}."
+            out[pre + "coef"] = (n_in, nb, n_out)
+            for name in ("scale_base", "scale_sp", "mask"):
+                out[pre + name] = (n_in, n_out)
+            if c["basis"] == "bspline":
+                out[pre + "basis.knots"] = (n_in, g + 2 * k + 1)
+            else:
+                out[pre + "basis.lo"] = out[pre + "basis.hi"] = (n_in,)
+            for key in c["symbolic"][li] if c["symbolic"] else ():
+                out[pre + f"symbolic.{key}.params"] = (4,)
+        return out
+    return {"inner." + k: v for k, v in state_shapes(cfg["inner"], path).items()}
+
+
+def _build_kan(c, dtype):
     from .kan import KAN
     from .edge_formula import EdgeFormula
-    if "widths" not in cfg:
-        raise KanpinnError("model config of type 'KAN' lacks 'widths'")
-    grids = cfg.get("grid", 5)
-    n_layers = len(cfg["widths"]) - 1
-    if isinstance(grids, (list, tuple)):
-        if len(grids) != n_layers:
-            raise KanpinnError(f"model config: 'grid' lists {len(grids)} grids for {n_layers} layers")
-        grids = [_int(g, "grid") for g in grids]
-    else:
-        grids = [_int(grids, "grid")] * max(n_layers, 1)
-    kw = _kwargs_for(KAN, cfg, {"self", "widths", "grid", "dtype", "type", "symbolic"})
-    if "k" in kw:
-        kw["k"] = _int(kw["k"], "k")
-    if "grid_range" in kw:
-        kw["grid_range"] = tuple(kw["grid_range"])
-    model = KAN(cfg["widths"], grid=grids[0], dtype=dtype, **kw)
+    grids = c["grid"]
+    # built at the coarsest grid, then each layer refined to its own: no layer is ever
+    # allocated larger than its final size
+    model = KAN([[s, m] if m else s for s, m in c["widths"]], grid=min(grids), k=c["k"], basis=c["basis"],
+                grid_range=c["grid_range"], grid_eps=c["grid_eps"], noise_scale=c["noise_scale"], dtype=dtype)
     for layer, g in zip(model.layers, grids):
         if layer.basis.grid != g:
             layer.basis = layer.basis.refined(g)
             layer.coef = nn.Parameter(torch.zeros(layer.in_dim, layer.basis.size, layer.out_dim,
                                                   dtype=layer.coef.dtype, device=layer.coef.device))
-    symbolic = cfg.get("symbolic") or []
-    if not isinstance(symbolic, (list, tuple)) or len(symbolic) not in (0, len(model.layers)):
-        raise KanpinnError(f"model config: 'symbolic' must list one dict per layer ({len(model.layers)}), "
-                           f"got {symbolic!r}")
-    for li, edges in enumerate(symbolic):
-        if not isinstance(edges, dict):
-            raise KanpinnError(f"model config: symbolic edges of layer {li} must be a dict, got {edges!r}")
+    for li, edges in enumerate(c["symbolic"]):
         layer = model.layers[li]
-        for key, spec in edges.items():
-            try:
-                i, o = (int(v) for v in str(key).split("_"))
-                name, text = str(spec["name"]), spec["expr"]
-            except (ValueError, KeyError, TypeError):
-                raise KanpinnError(f"model config: bad symbolic edge {key!r}: {spec!r} in layer {li}") from None
-            layer.fix_symbolic(i, o, EdgeFormula(name, parse_formula(text), dtype=layer.coef.dtype))
+        for key, (name, expr) in edges.items():
+            i, o = (int(v) for v in key.split("_"))
+            layer.fix_symbolic(i, o, EdgeFormula(name, expr, dtype=layer.coef.dtype))
     return model
 
 
 def model_from_config(cfg: dict, dtype=None) -> nn.Module:
     """A fresh model of the architecture ``cfg`` describes (``{"type": "KAN", ...}`` or
-    ``{"type": "MLP", "widths": [...], "activation": ...}``), with parameters of the
-    right shapes for ``load_state_dict``. ``dtype``: the floating type of its parameters
-    (default: torch's default dtype)."""
-    if not isinstance(cfg, dict):
-        raise KanpinnError(f"model config must be a dict, got {type(cfg).__name__}")
-    kind = cfg.get("type")
-    if kind == "KAN":
-        return _build_kan(cfg, dtype)
-    if kind == "MLP":
+    ``{"type": "MLP", "widths": [...], "activation": ...}``, or a wrapper of one), with
+    parameters of the right shapes for ``load_state_dict``; every field is checked first
+    (:func:`check_config`). ``dtype``: the floating type of its parameters (default:
+    torch's default dtype)."""
+    c = check_config(cfg)
+    if c["type"] == "KAN":
+        return _build_kan(c, dtype)
+    if c["type"] == "MLP":
         from .mlp import MLP
-        if "widths" not in cfg:
-            raise KanpinnError("model config of type 'MLP' lacks 'widths'")
-        kw = _kwargs_for(MLP, cfg, {"self", "widths", "dtype", "type"})
-        return MLP(cfg["widths"], dtype=dtype, **kw)
-    raise KanpinnError(f"model config has unknown type {kind!r}; expected 'KAN' or 'MLP'")
+        return MLP(c["widths"], activation=c["activation"], dtype=dtype)
+    if c["type"] in ("Embedded", "HardConstraint"):
+        from .transforms.config import wrapper_from_config
+        return wrapper_from_config(cfg, lambda inner: model_from_config(inner, dtype))
+    raise KanpinnError(f"model config has unknown type {str(c['type'])[:60]!r}; expected 'KAN' or 'MLP'")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -271,29 +271,104 @@ class Result:
 
 # --------------------------------------------------------------------------- load
 
-def _json_attr(obj, key, path, where):
-    if key not in obj.attrs:
-        raise KanpinnError(f"{path}: not a valid kanpinn result file: {where} lacks the attribute {key!r}")
-    raw = obj.attrs[key]
-    if isinstance(raw, bytes):
-        raw = raw.decode()
+def _check_state(reader, stored, cfg):
+    """The stored state's names, shapes and dtypes against what ``cfg`` implies, before
+    any model is allocated; returns the floating dtype."""
+    from .models import state_shapes
     try:
-        return json.loads(str(raw))
-    except json.JSONDecodeError as e:
-        raise KanpinnError(f"{path}: attribute {key!r} of {where} is not valid JSON ({e})") from None
+        implied = state_shapes(cfg, "/model attribute 'config'")
+    except KanpinnError as e:
+        raise KanpinnError(f"{reader.path}: {e}") from None
+    missing = sorted(set(implied) - set(stored))
+    if missing:
+        raise reader.fail("/model/state", f"lacks {len(missing)} tensor(s) the model config needs: "
+                                          f"{', '.join(missing[:5])}")
+    for name, shape in implied.items():
+        if tuple(stored[name][0]) != tuple(shape):
+            raise reader.fail(f"/model/state/{name}", f"has shape {tuple(stored[name][0])}, but the model "
+                                                      f"config implies {tuple(shape)} (config 'grid', "
+                                                      f"'widths', 'k' or 'basis' disagree with the weights)")
+    floats = {str(dt) for _, dt in stored.values() if dt.kind == "f"}
+    if not floats <= {"float32", "float64"} or len(floats) > 1:
+        raise reader.fail("/model/state", f"must hold float32 or float64 tensors of one type, got {sorted(floats)}")
+    return {"float32": torch.float32, "float64": torch.float64}[floats.pop()] if floats else None
 
 
-def _numeric(ds, path, what):
-    if not hasattr(ds, "dtype") or ds.dtype.kind not in "biuf":
-        raise KanpinnError(f"{path}: {what} is not a numeric dataset")
-    return ds[()]
+def _read_all(reader, f):
+    """Everything ``load`` needs from an open file, checked and bounded."""
+    path = reader.path
+    fmt = reader.attr(f, "format", "/", default=None)
+    if fmt != FORMAT:
+        raise KanpinnError(f"{path}: not a kanpinn result file (format attribute is {str(fmt)[:60]!r}, "
+                           f"expected {FORMAT!r})")
+    version = reader.attr(f, "version", "/", default=0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise reader.fail("attribute 'version' of /", f"must be an integer, got {str(version)[:40]!r}")
+    if version > VERSION:
+        raise KanpinnError(f"{path}: written by a newer kanpinn (file version {version}, "
+                           f"this one reads up to {VERSION})")
+    model_g = reader.group(f, "model", "/model")
+    state_g = reader.group(model_g, "state", "/model/state")
+    hist_g = reader.group(f, "history", "/history")
+    prob_g = reader.group(f, "problem", "/problem")
+    metrics = reader.json_attr(f, "metrics", "/")
+    options = reader.json_attr(f, "options", "/", default={})
+    cfg = reader.json_attr(model_g, "config", "/model")
+    stored = {k: (reader.dataset_info(ds, f"/model/state/{k}"), ds)
+              for k, ds in reader.members(state_g, "/model/state")}
+    dtype = _check_state(reader, {k: info for k, (info, _) in stored.items()}, cfg)
+    state = {k: torch.from_numpy(np.array(reader.read(ds, f"/model/state/{k}"))) for k, (_, ds) in stored.items()}
+    history = {k: reader.read(ds, f"/history/{k}", ndim=(0, 1)).reshape(-1).astype(np.float64)
+               for k, ds in reader.members(hist_g, "/history", max_members=1000)}
+    name = reader.attr(prob_g, "name", "/problem", default="result")
+    domain_spec = reader.json_attr(prob_g, "domain", "/problem", default=None)
+    variables = reader.json_attr(prob_g, "variables", "/problem", default=None)
+    if variables is not None and not (isinstance(variables, list) and len(variables) <= 1000
+                                      and all(isinstance(v, str) and len(v) <= 100 for v in variables)):
+        raise reader.fail("attribute 'variables' of /problem", f"must be a list of names, got {str(variables)[:80]}")
+    if domain_spec is not None and not isinstance(domain_spec, dict):
+        raise reader.fail("attribute 'domain' of /problem", f"must be a JSON object or null, got {str(domain_spec)[:80]}")
+    test_x = test_u = None
+    test_g = reader.group(f, "test", "/test", required=False)
+    if test_g is not None:
+        x_ds, u_ds = reader.child(test_g, "x", "/test/x"), reader.child(test_g, "u_exact", "/test/u_exact")
+        test_x = None if x_ds is None else reader.read(x_ds, "/test/x", ndim=(1, 2)).astype(np.float64)
+        test_u = None if u_ds is None else reader.read(u_ds, "/test/u_exact", ndim=(1, 2)).astype(np.float64)
+    return dict(metrics=metrics, options=options, cfg=cfg, dtype=dtype, state=state, history=history,
+                name=str(name)[:200], domain_spec=domain_spec, variables=variables, test_x=test_x, test_u=test_u)
 
 
-def load(path):
+def _check_test_set(path, model, d):
+    """/test/x and /test/u_exact must fit the model: (M, inputs) and (M, outputs)."""
+    x, u = d["test_x"], d["test_u"]
+    n_in, n_out = getattr(model, "width_in", None), getattr(model, "width_out", None)
+    if x is not None:
+        x = x.reshape(-1, 1) if x.ndim == 1 else x
+        if n_in is not None and x.shape[1] != n_in:
+            raise KanpinnError(f"{path}: /test/x has shape {x.shape}, but the model takes {n_in} input(s)")
+    if u is not None:
+        u = u.reshape(-1, 1) if u.ndim == 1 else u
+        if x is None or u.shape[0] != x.shape[0] or (n_out is not None and u.shape[1] != n_out):
+            raise KanpinnError(f"{path}: /test/u_exact has shape {u.shape}, but /test/x has "
+                               f"{None if x is None else x.shape} and the model {n_out} output(s)")
+    if d["variables"] and n_in is not None and len(d["variables"]) != n_in:
+        raise KanpinnError(f"{path}: /problem 'variables' names {len(d['variables'])} inputs, "
+                           f"the model takes {n_in}")
+    return x, u
+
+
+def load(path, max_bytes=None):
     """Read a result written by :meth:`Result.save`; rebuilds the model (no pickle).
 
     Returns a :class:`Result` whose ``problem`` is None; the model, history, metrics,
     ``variables`` and test points come from the file.
+
+    The file may come from anyone: nothing in it is executed (formulas are parsed, not
+    evaluated; see :func:`kanpinn.edge_formula.parse_formula`), links to other files are
+    not followed, every dataset's size is checked before it is read (``max_bytes``: all
+    arrays together, default 256 MiB), and the model config is checked field by field and
+    against the stored weight shapes before a model is built. Anything wrong is a
+    :class:`KanpinnError` naming the file and the field.
 
     Example:
 
@@ -312,71 +387,32 @@ def load(path):
     >>> bool(np.allclose(again.predict(x), result.predict(x)))
     True
     """
-    import h5py
+    from .h5safe import DEFAULT_MAX_BYTES, Reader, open_hdf5
     from .models import model_from_config
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise KanpinnError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise KanpinnError(f"{path}: not a readable HDF5 file (corrupt or not a kanpinn result): {e}") from None
+    f = open_hdf5(path, "result")
     try:
         with f:
-            fmt = f.attrs.get("format")
-            if isinstance(fmt, bytes):
-                fmt = fmt.decode()
-            if fmt != FORMAT:
-                raise KanpinnError(f"{path}: not a kanpinn result file (format attribute is {fmt!r}, "
-                                   f"expected {FORMAT!r})")
-            version = int(f.attrs.get("version", 0))
-            if version > VERSION:
-                raise KanpinnError(f"{path}: written by a newer kanpinn (file version {version}, "
-                                   f"this one reads up to {VERSION})")
-            for grp in ("model", "model/state", "history", "problem"):
-                if grp not in f or not isinstance(f[grp], h5py.Group):
-                    raise KanpinnError(f"{path}: not a valid kanpinn result file: the group /{grp} is missing")
-            metrics = _json_attr(f, "metrics", path, "/")
-            options = _json_attr(f, "options", path, "/") if "options" in f.attrs else {}
-            cfg = _json_attr(f["model"], "config", path, "/model")
-            state = {}
-            for k, ds in f["model/state"].items():
-                state[k] = torch.from_numpy(np.array(_numeric(ds, path, f"/model/state/{k}")))
-            history = {k: np.asarray(_numeric(ds, path, f"/history/{k}")).reshape(-1)
-                       for k, ds in f["history"].items()}
-            pg = f["problem"]
-            name = pg.attrs.get("name", "result")
-            name = name.decode() if isinstance(name, bytes) else str(name)
-            domain_spec = _json_attr(pg, "domain", path, "/problem") if "domain" in pg.attrs else None
-            variables = _json_attr(pg, "variables", path, "/problem") if "variables" in pg.attrs else None
-            test_x = test_u = None
-            if "test" in f:
-                if "x" in f["test"]:
-                    test_x = _numeric(f["test/x"], path, "/test/x")
-                if "u_exact" in f["test"]:
-                    test_u = _numeric(f["test/u_exact"], path, "/test/u_exact")
+            d = _read_all(Reader(f, path, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes), f)
     except KanpinnError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as e:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
         raise KanpinnError(f"{path}: corrupt kanpinn result file ({type(e).__name__}: {e})") from None
-
-    floats = [t.dtype for t in state.values() if t.is_floating_point()]
-    dtype = floats[0] if floats else None
     try:
-        model = model_from_config(cfg, dtype=dtype)
+        model = model_from_config(d["cfg"], dtype=d["dtype"])
     except KanpinnError as e:
-        raise KanpinnError(f"{path}: cannot rebuild the model: {e}") from None
+        raise KanpinnError(f"{path}: cannot rebuild the model from /model attribute 'config': {e}") from None
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(d["state"])
     except RuntimeError as e:
         msg = str(e).strip().splitlines()
         raise KanpinnError(f"{path}: the stored weights do not fit the stored model config "
                            f"({' '.join(m.strip() for m in msg[:4])})") from None
     model.eval()
-    metrics = metrics if isinstance(metrics, dict) else {}
-    res = Result(model, None, history, metrics, options if isinstance(options, dict) else {},
-                 test_x=test_x, test_u=test_u, variables=variables or None,
-                 domain_spec=domain_spec)
-    res._name = name
+    test_x, test_u = _check_test_set(path, model, d)
+    metrics, options = d["metrics"], d["options"]
+    res = Result(model, None, d["history"], metrics if isinstance(metrics, dict) else {},
+                 options if isinstance(options, dict) else {}, test_x=test_x, test_u=test_u,
+                 variables=d["variables"] or None, domain_spec=d["domain_spec"])
+    res._name = d["name"]
     return res
-
