@@ -124,8 +124,8 @@ def _cmd_solve(args):
     from .problem_file import load_problem
     problem = load_problem(args.problem)
     want = args.out or f"{problem.name}.h5"
+    _check_out_file(want)                # before training, not after it
     out = _unique_path(want, args.force)
-    _check_out_file(out)                 # before training, not after it
     result, _, _ = _solve_one(problem, args.solver, args.set, quiet_progress=False)
     print(_report(result))
     if "parameters" in result.metrics:

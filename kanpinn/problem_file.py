@@ -38,6 +38,9 @@ def load_problem_module(path):
     except KanpinnError as e:
         sys.modules.pop(mod_name, None)
         raise KanpinnError(f"problem file {path}: {e}") from None
+    except SystemExit as e:          # sys.exit() in a problem file must not end the caller silently
+        sys.modules.pop(mod_name, None)
+        raise KanpinnError(f"problem file {path} called sys.exit({e.code!r}) instead of defining `problem`") from None
     except Exception as e:  # noqa: BLE001 - the user's code failed: say where, in one line
         sys.modules.pop(mod_name, None)
         tb = e.__traceback__
