@@ -2,6 +2,12 @@
 
 Everything draws with matplotlib's Agg backend (no window is ever opened), returns the
 ``Figure`` and writes a PNG when ``path`` is given.
+
+2-D maps are drawn only over the domain: test points of a non-rectangular domain (an
+L-shape, a plate with holes, a ball's middle slice) are the bounding-box grid kept
+inside, so the grid cells without a point stay blank; scattered points are triangulated
+and the triangles whose centre lies outside the domain are dropped. Models with several
+outputs get one row of panels per output column.
 """
 from __future__ import annotations
 
@@ -61,23 +67,37 @@ def _plane(x):
     return keep
 
 
+# Points that fill at least this share of the tensor grid of their coordinates are drawn
+# as that grid with the empty cells masked (an L-shape fills 3/4, a disk pi/4); sparser
+# point sets are scattered points and are triangulated instead.
+_GRID_FILL = 0.25
+
+
 def _as_grid(x, v):
-    """(X, Y, V) 2-D arrays when the 2-D points form a full tensor grid, else None."""
+    """(X, Y, V) when the 2-D points are (part of) a tensor grid; V is a masked array,
+    masked where the grid has no point (outside the domain). None for scattered points."""
     xs, ys = np.unique(x[:, 0]), np.unique(x[:, 1])
-    if xs.size * ys.size != x.shape[0] or xs.size < 2 or ys.size < 2:
+    if xs.size < 2 or ys.size < 2 or x.shape[0] < _GRID_FILL * xs.size * ys.size:
         return None
-    order = np.lexsort((x[:, 0], x[:, 1]))         # y-major, x fastest
-    V = v[order].reshape(ys.size, xs.size)
+    V = np.full((ys.size, xs.size), np.nan)
+    V[np.searchsorted(ys, x[:, 1]), np.searchsorted(xs, x[:, 0])] = v
     X, Y = np.meshgrid(xs, ys)
-    return X, Y, V
+    return X, Y, np.ma.masked_invalid(V)
 
 
-def _map(ax, x, v, title, names, cmap="viridis", vmin=None, vmax=None):
+def _map(ax, x, v, title, names, cmap="viridis", vmin=None, vmax=None, inside=None):
+    """A colour map of v over 2-D points x. ``inside(points (n, 2)) -> bool (n,)`` (the
+    domain, when known) masks the triangles of scattered points that leave it."""
     g = _as_grid(x, v)
     if g is not None:
         m = ax.pcolormesh(g[0], g[1], g[2], shading="auto", cmap=cmap, vmin=vmin, vmax=vmax)
     else:
-        m = ax.tripcolor(x[:, 0], x[:, 1], v, shading="gouraud", cmap=cmap, vmin=vmin, vmax=vmax)
+        import matplotlib.tri as mtri
+        tri = mtri.Triangulation(x[:, 0], x[:, 1])
+        if inside is not None:
+            centres = x[tri.triangles].mean(axis=1)
+            tri.set_mask(~np.asarray(inside(centres), bool))
+        m = ax.tripcolor(tri, v, shading="gouraud", cmap=cmap, vmin=vmin, vmax=vmax)
     ax.figure.colorbar(m, ax=ax, shrink=0.85)
     ax.set_title(title)
     ax.set_xlabel(names[0])
@@ -85,18 +105,48 @@ def _map(ax, x, v, title, names, cmap="viridis", vmin=None, vmax=None):
     ax.set_aspect("auto")
 
 
-def _solution_panels(result, axes):
-    """Draw prediction / exact / |error| on up to three axes (component 0)."""
+def _domain_test(result):
+    """``contains`` of the result's domain (from its JSON spec), or None when unknown."""
+    spec = getattr(result, "domain_spec", None)
+    if not spec:
+        return None
+    try:
+        from .domains import domain_from_spec
+        return domain_from_spec(spec).contains
+    except Exception:  # noqa: BLE001 - an unreadable spec only costs the masking
+        return None
+
+
+def _n_outputs(result):
+    if result.test_x is None:
+        return 1
+    return int(np.asarray(result.predict(result.test_x[:1])).reshape(1, -1).shape[1])
+
+
+def _output_name(result, j, m):
+    names = getattr(result, "output_names", None)
+    if names and len(names) == m:
+        return str(names[j])
+    return "u" if m == 1 else f"u[{j}]"
+
+
+def _solution_panels(result, axes, component=0):
+    """Draw prediction / exact / |error| of one output column on up to three axes."""
     x = result.test_x
     if x is None:
         for ax in axes:
             ax.text(0.5, 0.5, "no test points", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
         return
-    pred = result.predict(x)[:, 0]
-    exact = None if result.test_u is None else result.test_u[:, 0]
+    full = np.asarray(result.predict(x))
+    m = full.reshape(x.shape[0], -1).shape[1]
+    pred = full.reshape(x.shape[0], -1)[:, component]
+    exact = None if result.test_u is None else np.asarray(result.test_u).reshape(x.shape[0], -1)[:, component]
+    label = _output_name(result, component, m)
+    head = "" if m == 1 else f"{label}: "
     d = x.shape[1]
     names = _variables(result, d)
+    contains = _domain_test(result)
     if d == 1:
         order = np.argsort(x[:, 0])
         xs = x[order, 0]
@@ -105,29 +155,34 @@ def _solution_panels(result, axes):
         if exact is not None:
             ax.plot(xs, exact[order], "--", label="exact")
         ax.set_xlabel(names[0])
-        ax.set_ylabel("u")
-        ax.set_title("solution")
+        ax.set_ylabel(label)
+        ax.set_title(head + "solution")
         ax.legend()
         if exact is not None:
             axes[1].plot(xs, np.abs(pred - exact)[order])
             axes[1].set_yscale("log")
-            axes[1].set_title("|error|")
+            axes[1].set_title(head + "|error|")
             axes[1].set_xlabel(names[0])
         else:
             axes[1].set_axis_off()
         axes[2].set_axis_off()
         return
     suffix = ""
+    inside = contains
     if d > 2:
         keep = _plane(x)
+        rest = x[keep][0, 2:]
         fixed = ", ".join(f"{names[j]}={x[keep][0, j]:.3g}" for j in range(2, d))
         suffix = f" ({fixed})"
         x, pred = x[keep], pred[keep]
         exact = None if exact is None else exact[keep]
-    _map(axes[0], x, pred, "prediction" + suffix, names)
+        if contains is not None:
+            inside = lambda p, rest=rest: contains(np.hstack([p, np.tile(rest, (p.shape[0], 1))]))  # noqa: E731
+    _map(axes[0], x, pred, head + "prediction" + suffix, names, inside=inside)
     if exact is not None:
-        _map(axes[1], x, exact, "exact" + suffix, names)
-        _map(axes[2], x, np.abs(pred - exact), "|error|" + suffix, names, cmap="magma")
+        _map(axes[1], x, exact, head + "exact" + suffix, names, inside=inside)
+        _map(axes[2], x, np.abs(pred - exact), head + "|error|" + suffix, names, cmap="magma",
+             inside=inside)
     else:
         axes[1].set_axis_off()
         axes[2].set_axis_off()
@@ -135,10 +190,13 @@ def _solution_panels(result, axes):
 
 def plot_solution(result, path=None):
     """Prediction, exact solution and absolute error on the result's test points: maps for
-    2-D domains (x-t image for 1-D space-time; a middle slice for 3-D and up), lines in 1-D."""
+    2-D domains (x-t image for 1-D space-time; a middle slice for 3-D and up), drawn only
+    over the domain, lines in 1-D. One row per output column (u, v, p of a system)."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    _solution_panels(result, axes)
+    m = _n_outputs(result)
+    fig, axes = plt.subplots(m, 3, figsize=(15, 4.2 * m), squeeze=False)
+    for j in range(m):
+        _solution_panels(result, axes[j], component=j)
     fig.suptitle(getattr(result, "name", ""))
     fig.tight_layout()
     return _finish(fig, path)
@@ -188,10 +246,16 @@ def plot_history(result, ax=None, path=None):
 
 
 def plot_result(result, path=None):
-    """Solution, exact, error and loss history in one figure."""
+    """Solution, exact, error and loss history in one figure (one row of solution panels
+    per output column; the history in the first row)."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
-    _solution_panels(result, axes[:3])
+    m = _n_outputs(result)
+    fig, grid = plt.subplots(m, 4, figsize=(20, 4.2 * m), squeeze=False)
+    for j in range(m):
+        _solution_panels(result, grid[j, :3], component=j)
+        if j:
+            grid[j, 3].set_axis_off()
+    axes = grid[0]
     _history_axes(result, axes[3], "step")
     axes[3].set_title("training history")
     l2 = result.metrics.get("l2_relative")
@@ -249,7 +313,9 @@ def plot_compare(results, path=None):
             if x.shape[1] > 2:
                 keep = _plane(x)
                 x, err = x[keep], err[keep]
-            _map(a, x, err, f"{name}: |error|", names_v, cmap="magma", vmin=0.0, vmax=vmax)
+            inside = _domain_test(r) if x.shape[1] == 2 and r.test_x.shape[1] == 2 else None
+            _map(a, x, err, f"{name}: |error|", names_v, cmap="magma", vmin=0.0, vmax=vmax,
+                 inside=inside)
     fig.tight_layout()
     return _finish(fig, path)
 
