@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Callable
 
 import numpy as np
 import torch
 
 from .domains import Domain, SpaceTime, _seed_sequence, _unit_samples, _check_n, _check_method
-from .errors import KanpinnError
+from .errors import KanpinnError, KanpinnWarning
 from .jet import lookup
 from .operators import grad, partial
 
@@ -570,6 +571,10 @@ class Data(Condition):
     or tensors ((N,) is read as one column). ``sample`` ignores ``n`` and returns the
     fixed points. Misfit (N, m): u(points) - values.
 
+    Points outside the problem's domain are refused (a KAN's grid covers the domain, so
+    the model extrapolates there and the loss can explode); ``outside="allow"`` keeps
+    them with a :class:`~kanpinn.errors.KanpinnWarning` giving their count.
+
     Example:
 
     >>> obs = kp.Data([[0.0], [0.5], [1.0]], [0.0, 1.0, 0.0])
@@ -582,8 +587,14 @@ class Data(Condition):
 
     jet_order = 0
 
-    def __init__(self, points, values, weight: float = 1.0, *, component=None, name=None):
+    OUTSIDE = ("error", "allow")
+
+    def __init__(self, points, values, weight: float = 1.0, *, component=None, name=None, outside="error"):
         super().__init__(weight, name)
+        if not isinstance(outside, str) or outside not in self.OUTSIDE:
+            raise KanpinnError(f"Data: outside must be 'error' (refuse points outside the domain) or "
+                               f"'allow' (keep them, with a warning), got {outside!r}")
+        self.outside = outside
         self.points = self._array(points, "points")
         self.values = self._array(values, "values")
         if self.points.shape[0] != self.values.shape[0]:
@@ -618,16 +629,32 @@ class Data(Condition):
             )
         return arr
 
-    def check_domain(self, domain: Domain) -> None:
+    def _check_dim(self, domain: Domain) -> None:
         if self.points.shape[1] != domain.dim:
             raise KanpinnError(
                 f"Data: points have {self.points.shape[1]} columns but the domain has "
                 f"{domain.dim} variables {domain.variables}"
             )
 
+    def check_domain(self, domain: Domain) -> None:
+        """Right number of columns, and every point in the (closed) domain unless
+        ``outside="allow"`` (then a warning with the count)."""
+        self._check_dim(domain)
+        out = ~np.asarray(domain.contains(self.points), dtype=bool)
+        n_out = int(out.sum())
+        if not n_out:
+            return
+        first = self.points[int(np.argmax(out))]
+        at = ", ".join(f"{v}={c:.4g}" for v, c in zip(domain.variables, first))
+        what = (f"Data: {n_out} of {self.points.shape[0]} point(s) lie outside the "
+                f"{type(domain).__name__} domain (first: row {int(np.argmax(out))}, {at})")
+        if self.outside == "error":
+            raise KanpinnError(what + '; remove them, or pass outside="allow" to keep them')
+        warnings.warn(what + '; kept (outside="allow")', KanpinnWarning, stacklevel=3)
+
     def sample(self, domain: Domain, n: int = 0, method: str = "sobol", seed=None) -> dict:
         """The fixed observation points and values (``n``, ``method``, ``seed`` ignored)."""
-        self.check_domain(domain)
+        self._check_dim(domain)
         return {"x": self.points.copy(), "values": self.values.copy()}
 
     def misfit(self, u_fn, pts):

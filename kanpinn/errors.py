@@ -24,6 +24,11 @@ class KanpinnError(ValueError):
     """
 
 
+class KanpinnWarning(UserWarning):
+    """Something kanpinn accepted but the user should know (e.g. data outside the domain,
+    kept because ``outside="allow"`` was passed)."""
+
+
 def check_model_input(kind: str, x, width: int, like) -> None:
     """Validate a model input at the boundary: a (N, width) tensor on the device and of
     the dtype of ``like`` (one of the model's parameters). A model trained by ``kp.solve``

@@ -22,6 +22,9 @@ from .errors import KanpinnError
 
 __all__ = ["Problem"]
 
+# Boundary points drawn per ``on=`` selector at construction (more are drawn when none hit).
+_PROBE_POINTS = 64
+
 
 def _shape(t) -> str:
     return str(tuple(t.shape)) if hasattr(t, "shape") else type(t).__name__
@@ -149,6 +152,7 @@ class Problem:
                 )
             c.check_domain(domain)
         self.conditions = conditions
+        self._probe_selectors()
 
         if exact is not None and not callable(exact):
             raise KanpinnError(f"Problem: exact must be a function exact(x) -> (N, m) or None, got {type(exact).__name__}")
@@ -166,6 +170,22 @@ class Problem:
         self._n_outputs = None
 
     # ---- construction checks ---------------------------------------------------
+
+    def _label(self, i: int) -> str:
+        c = self.conditions[i]
+        return f"conditions[{i}] ({type(c).__name__} {self.condition_names[i]!r})"
+
+    def _probe_selectors(self):
+        """Draw a few points of every condition with an ``on=`` selector: one that picks
+        nothing on this domain's boundary (or fails) is refused now, naming the
+        condition, not when the solver samples."""
+        for i, c in enumerate(self.conditions):
+            if getattr(c, "on", None) is None:
+                continue
+            try:
+                c.sample(self.domain, _PROBE_POINTS, "sobol", seed=0)
+            except KanpinnError as e:
+                raise KanpinnError(f"Problem: {self._label(i)}: {e}") from None
 
     @staticmethod
     def _check_parameters(parameters) -> dict:
@@ -228,9 +248,13 @@ class Problem:
         if self.parameters:
             if params is None:
                 params = self.default_params(x)
-            out = self.residual(x, u, params)
+            args = (x, u, params)
         else:
-            out = self.residual(x, u)
+            args = (x, u)
+        if self._residual_checked:
+            out = self.residual(*args)
+        else:
+            out = self._first_call(self.residual, args, "the residual", x, u)
         if isinstance(out, torch.Tensor):
             terms = [out]
         elif isinstance(out, (tuple, list)):
@@ -242,6 +266,54 @@ class Problem:
         if not self._residual_checked:
             self._check_terms(x, u, terms)
         return terms
+
+    def _first_call(self, fn, args, what, x, u=None):
+        """``fn(*args)``, with a user code error (a builtin exception: IndexError,
+        RuntimeError for shapes, ...) turned into a KanpinnError that says which function
+        failed and with what shapes. kanpinn's own exceptions pass through unchanged (some
+        are signals, e.g. jet.NotPointwise)."""
+        try:
+            return fn(*args)
+        except KanpinnError:
+            raise
+        except Exception as e:  # noqa: BLE001 - only builtin exception types are rewritten
+            if type(e).__module__ != "builtins":
+                raise
+            shapes = f"x: {_shape(x)} with columns {', '.join(self.variables)}"
+            if u is not None:
+                shapes += f", u: {_shape(u)}"
+            raise KanpinnError(f"Problem {self.name!r}: {what} failed at its first evaluation "
+                               f"({shapes}): {type(e).__name__}: {e}") from e
+
+    def check_model(self, model_outputs: int) -> None:
+        """Refuse, before training, a model whose number of outputs does not fit this
+        problem: ``exact`` returning another number of columns, a condition's
+        ``component=`` out of range, ``Data`` values with another number of columns.
+
+        >>> pi = torch.pi
+        >>> p = kp.Problem(kp.Interval(0, 1), lambda x, u: kp.partial(u, x, 0, 2) + pi**2 * torch.sin(pi * x),
+        ...                [kp.Dirichlet(0.0, component=1)], exact=lambda x: torch.sin(pi * x))
+        >>> p.check_model(1)
+        Traceback (most recent call last):
+        ...
+        kanpinn.errors.KanpinnError: Problem 'problem': conditions[0] (Dirichlet 'dirichlet') has component=1 but the model has 1 output(s) (components 0 to 0)
+        """
+        if isinstance(model_outputs, bool) or not isinstance(model_outputs, numbers.Integral) or model_outputs < 1:
+            raise KanpinnError(f"Problem.check_model: model_outputs must be an integer >= 1, got {model_outputs!r}")
+        m = int(model_outputs)
+        for i, c in enumerate(self.conditions):
+            comp = getattr(c, "component", None)
+            if comp is not None and comp >= m:
+                raise KanpinnError(f"Problem {self.name!r}: {self._label(i)} has component={comp} but the model "
+                                   f"has {m} output(s) (components 0 to {m - 1})")
+            values = getattr(c, "values", None)
+            if comp is None and isinstance(values, np.ndarray) and values.ndim == 2 and values.shape[1] != m:
+                raise KanpinnError(f"Problem {self.name!r}: {self._label(i)} has values with {values.shape[1]} "
+                                   f"column(s) but the model has {m} output(s); pass component= to observe one")
+        n = self.n_outputs
+        if n is not None and n != m:
+            raise KanpinnError(f"Problem {self.name!r}: exact(x) returns {n} column(s) but the model has {m} "
+                               f"output(s); they must match (one column per solution component)")
 
     def _check_terms(self, x, u, terms):
         n = x.shape[0]
@@ -279,12 +351,17 @@ class Problem:
             raise KanpinnError(
                 f"Problem {self.name!r}: {label} has shape {_shape(t)} but must be ({n}, {letter}) for {n} points"
             )
+        if t.shape[1] == 0:             # e.g. x[:, 2:3] on 2-D x: an empty slice, not an error in torch
+            raise KanpinnError(
+                f"Problem {self.name!r}: {label} has no columns (shape {_shape(t)}); a slice past the last "
+                f"column of x (the variables are {', '.join(self.variables)})?"
+            )
 
     def exact_values(self, x: torch.Tensor):
         """``exact(x)`` as an (N, m) tensor, or None without a reference solution."""
         if self.exact is None:
             return None
-        out = self.exact(x)
+        out = self.exact(x) if self._exact_checked else self._first_call(self.exact, (x,), "exact(x)", x)
         if not isinstance(out, torch.Tensor):
             if self._exact_checked:
                 return torch.as_tensor(np.asarray(out), dtype=x.dtype, device=x.device)
