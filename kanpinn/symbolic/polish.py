@@ -194,7 +194,31 @@ def snap_verified(expr, problem, verification, *, symbols=None, max_denominator:
             v = check(trial)
             if v.residual <= allow:
                 best, best_v = trial, v
+    best, best_v = _shorten_floats(best, best_v, check, allow)
     return best, best_v
+
+
+def _shorten_floats(expr, ver, check, allow):
+    """Print each remaining float with the fewest significant digits (binary search,
+    3..16) that keep the verified residual as small: no 17-digit tails on constants the
+    PDE only fixes to 1e-10."""
+    for f in sorted(expr.atoms(sympy.Float), key=lambda c: -abs(float(c))):
+        lo, hi = 3, 16
+        while lo < hi:
+            mid = (lo + hi) // 2
+            short = sympy.Float(float(f"{float(f):.{mid}g}"), mid)
+            v = check(expr.xreplace({f: short}))
+            if v.residual <= allow:
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo < 16:
+            short = sympy.Float(float(f"{float(f):.{lo}g}"), lo)
+            trial = expr.xreplace({f: short})
+            v = check(trial)
+            if v.residual <= allow:
+                expr, ver = trial, v
+    return expr, ver
 
 
 def polish(expr, problem, *, symbols, points, tol: float = DEFAULT_TOL, params=None,

@@ -1,0 +1,190 @@
+"""kp.discover and the verification of formulas on the PDE itself.
+
+The truths here are exact solutions written by hand (sympy), independent of any network:
+verification must accept them to round-off and reject formulas that are only numerically
+close; discovery must return the exact formula or say that it found none."""
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+
+import kanpinn as kp
+from kanpinn.symbolic.discover import Discovery, default_structures, system_model
+from kanpinn.symbolic.polish import linearize_small_arguments, polish, refine_constants
+from kanpinn.symbolic.verify import verify
+
+pi = math.pi
+x, y, t = sp.symbols("x y t")
+
+
+def poisson_1d(amplitude=1.0):
+    return kp.Problem(kp.Interval(-1.0, 1.0),
+                      lambda X, u: kp.laplacian(u, X) + amplitude * pi**2 * torch.sin(pi * X),
+                      [kp.Dirichlet(0.0)], exact=lambda X: amplitude * torch.sin(pi * X), name="poisson_1d")
+
+
+def poisson_2d():
+    def ex(X):
+        return torch.sin(pi * X[:, 0:1]) * torch.sin(pi * X[:, 1:2])
+    return kp.Problem(kp.Rectangle([-1.0, -1.0], [1.0, 1.0]),
+                      lambda X, u: kp.laplacian(u, X) + 2 * pi**2 * ex(X), [kp.Dirichlet(0.0)], exact=ex)
+
+
+def heat():
+    return kp.Problem(kp.SpaceTime(kp.Interval(-1.0, 1.0), t=(0.0, 1.0)),
+                      lambda X, u: kp.partial(u, X, 1) - kp.partial(u, X, 0, order=2) / pi**2,
+                      [kp.Dirichlet(0.0), kp.Initial(lambda X: torch.sin(pi * X[:, 0:1]))])
+
+
+# ---------------------------------------------------------------- verification
+def test_verify_accepts_the_exact_formula_to_round_off():
+    v = verify(sp.sin(sp.pi * x) * sp.sin(sp.pi * y), poisson_2d())
+    assert v.verified and v.residual < 1e-13
+    v = verify(sp.exp(-t) * sp.sin(sp.pi * x), heat())       # homogeneous PDE: no forcing
+    assert v.verified and v.residual < 1e-13
+    assert 0.95 * pi**2 < v.scale <= pi**2                    # max |u_xx| on the points
+
+
+@pytest.mark.parametrize("wrong", [
+    sp.Rational(127, 4) * sp.sin(0.0315 * sp.sin(sp.pi * x) * sp.sin(sp.pi * y)),  # issue 14's formula
+    sp.sin(sp.pi * x) * sp.sin(sp.pi * y) + 1e-3 * (1 - x**2) * (1 - y**2),         # off by 1e-3 inside
+    sp.sin(3.1416 * x) * sp.sin(sp.pi * y),                                           # pi to 5 digits
+])
+def test_verify_rejects_numerically_close_formulas(wrong):
+    v = verify(wrong, poisson_2d())
+    assert not v.verified and v.residual > 1e-6, v
+
+
+def test_verify_rejects_a_wrong_condition_only():
+    # solves the PDE exactly (harmonic term added) but breaks the boundary condition
+    v = verify(sp.sin(sp.pi * x) * sp.sin(sp.pi * y) + 1e-4 * x * y, poisson_2d())
+    assert not v.verified and v.terms["pde"] < 1e-13 and v.terms["dirichlet"] > 1e-7
+
+
+def test_verify_a_system_kovasznay():
+    Re = 20.0
+    lam = Re / 2 - math.sqrt(Re**2 / 4 + 4 * pi**2)
+    nu = 1 / Re
+
+    def exact(X):
+        ex = torch.exp(lam * X[:, 0:1])
+        return torch.cat([1 - ex * torch.cos(2 * pi * X[:, 1:2]),
+                          lam / (2 * pi) * ex * torch.sin(2 * pi * X[:, 1:2]), 0.5 * (1 - ex * ex)], 1)
+
+    def residual(X, w):
+        u, v, p = w[:, 0:1], w[:, 1:2], w[:, 2:3]
+        gu, gv, gp = kp.grad(u, X), kp.grad(v, X), kp.grad(p, X)
+        return (u * gu[:, 0:1] + v * gu[:, 1:2] + gp[:, 0:1] - nu * kp.laplacian(u, X),
+                u * gv[:, 0:1] + v * gv[:, 1:2] + gp[:, 1:2] - nu * kp.laplacian(v, X),
+                gu[:, 0:1] + gv[:, 1:2])
+    prob = kp.Problem(kp.Rectangle([-0.5, -0.5], [1.0, 1.5]), residual,
+                      [kp.Dirichlet(lambda X: exact(X)[:, 0:1], component=0),
+                       kp.Dirichlet(lambda X: exact(X)[:, 1:2], component=1)], exact=exact)
+    L = sp.Float(lam, 17)
+    truth = sp.Matrix([1 - sp.exp(L * x) * sp.cos(2 * sp.pi * y),
+                       L / (2 * sp.pi) * sp.exp(L * x) * sp.sin(2 * sp.pi * y),
+                       (1 - sp.exp(2 * L * x)) / 2])
+    v = verify(truth, prob)
+    assert v.verified and v.residual < 1e-12, v
+    wrong = truth.copy()
+    wrong[2] = truth[2] + 1e-3 * x                      # a pressure gradient off by 1e-3
+    assert not verify(wrong, prob).verified
+    with pytest.raises(kp.KanpinnError, match="2 component"):
+        verify(truth[:2, :], prob)
+
+
+def test_verify_bad_input_is_a_clear_error():
+    with pytest.raises(kp.KanpinnError, match="tol"):
+        verify(sp.sin(sp.pi * x), poisson_1d(), tol=-1)
+    with pytest.raises(kp.KanpinnError, match="kp.Problem"):
+        verify(sp.sin(sp.pi * x), "poisson")
+    v = verify(sp.log(x - 5), poisson_1d())             # NaN on the domain: not verified
+    assert not v.verified and not math.isfinite(v.residual)
+
+
+# ---------------------------------------------------------------- clean formulas
+def test_small_argument_sine_becomes_linear_and_verifies():
+    prob = poisson_2d()
+    f = sp.Rational(127, 4) * sp.sin(0.0315 * sp.sin(sp.pi * x) * sp.sin(sp.pi * y))
+    pts = prob.domain.sample_interior(256, "sobol", seed=0)
+    lin = linearize_small_arguments(f, (x, y), pts)
+    assert sp.simplify(lin - 127 * 0.0315 / 4 * sp.sin(sp.pi * x) * sp.sin(sp.pi * y)) == 0
+    out, v = polish(f, prob, symbols=(x, y), points=pts)
+    assert v.verified and sp.simplify(out - sp.sin(sp.pi * x) * sp.sin(sp.pi * y)) == 0, out
+
+
+def test_constants_snap_to_sqrt_and_pi_only_when_the_pde_agrees():
+    prob = poisson_1d(amplitude=math.sqrt(2))
+    pts = prob.domain.sample_interior(128, "sobol", seed=0)
+    out, v = polish(1.41421356 * sp.sin(3.14159265 * x), prob, symbols=(x,), points=pts)
+    assert v.verified and out == sp.sqrt(2) * sp.sin(sp.pi * x), out
+    assert not out.atoms(sp.Float)
+    # a constant that is not simple stays a float (no p/q, p/q*pi, sqrt within 1e-3 of it)
+    prob = poisson_1d(amplitude=1.2345678)
+    out, v = polish(1.2345678 * sp.sin(3.14159265 * x), prob, symbols=(x,), points=pts)
+    assert v.verified and out.has(sp.pi), out
+    (c,) = out.atoms(sp.Float)
+    assert float(c) == pytest.approx(1.2345678, rel=1e-9) and len(str(c)) <= 10, out  # no 17-digit tail
+
+
+def test_refine_constants_fits_the_formula_to_the_pde():
+    prob = heat()
+    rough = 0.999 * sp.exp(-0.98 * t) * sp.sin(sp.pi * x)
+    fine = refine_constants(rough, prob, (x, t))
+    vals = sorted(float(c) for c in fine.atoms(sp.Float))
+    assert vals == pytest.approx([-1.0, 1.0], abs=1e-7) or vals == pytest.approx([1.0], abs=1e-7), fine
+    assert verify(fine, prob).verified
+
+
+# ---------------------------------------------------------------- discovery
+def test_structures_cheapest_first_and_system_blocks_are_independent():
+    names = [n for n, _ in default_structures(2)]
+    assert names[:3] == ["sum", "product", "function of a sum"]
+    model = system_model([2, [0, 1], 1], 3, k=3, seed=0)
+    assert model.widths[-1] == (3, 0) or list(model.widths[-1]) == [3, 0]
+    mask = model.layers[1].mask
+    assert torch.equal(mask, torch.eye(3, dtype=mask.dtype))
+    X = torch.rand(16, 2, dtype=mask.dtype)
+    before = model(X).detach()
+    with torch.no_grad():                        # perturb only block 1's first-layer edges
+        model.layers[0].coef[:, :, 2:4] += 0.3
+    after = model(X).detach()
+    assert torch.equal(before[:, [0, 2]], after[:, [0, 2]]) and not torch.equal(before[:, 1], after[:, 1])
+
+
+def test_discover_poisson_1d_returns_the_verified_closed_form():
+    found = kp.discover(poisson_1d(), structures=[[1, 1]], max_time=120,
+                        solve=dict(grids=[5, 10], steps=15, n_interior=100, n_boundary=2))
+    assert isinstance(found, kp.Discovery) and isinstance(found, Discovery)
+    assert found.verified and found.formula == sp.sin(sp.pi * x), found.report()
+    assert found.residual < 1e-12
+    assert found.candidates[0].verified and found.candidates[0].seconds > 0
+    assert "verified" in repr(found) and "sin(pi*x)" in found.report()
+
+
+def test_discover_non_elementary_reports_not_verified_with_candidates():
+    # u'' = cos(x^2): u is a Fresnel-type integral, not in the library
+    prob = kp.Problem(kp.Interval(-1.0, 1.0), lambda X, u: kp.laplacian(u, X) - torch.cos(X**2),
+                      [kp.Dirichlet(0.0)])
+    found = kp.discover(prob, structures=[("sum", [1, 1])], max_time=60,
+                        solve=dict(grids=[5], steps=10, n_interior=100, n_boundary=2))
+    assert not found.verified and found.formula is None
+    (row,) = found.candidates
+    assert row.formula is not None and 1e-7 < row.residual < math.inf and "residual" in row.why
+    assert "NOT verified" in found.report() and "NOT verified" in repr(found)
+
+
+def test_discover_bad_options_are_clear_errors():
+    with pytest.raises(kp.KanpinnError, match="max_time"):
+        kp.discover(poisson_1d(), max_time=-1)
+    with pytest.raises(kp.KanpinnError, match="structure"):
+        kp.discover(poisson_1d(), structures=[[2, 1]])
+    with pytest.raises(kp.KanpinnError, match="kp.Problem"):
+        kp.discover("poisson_1d.py")
+
+
+def test_discover_max_time_is_respected():
+    found = kp.discover(poisson_1d(), max_time=1e-9)
+    assert not found.verified and all("max_time" in c.why for c in found.candidates)
