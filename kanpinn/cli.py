@@ -350,8 +350,9 @@ def main(argv=None) -> int:
             return _fail(text or type(e).__name__)
         if isinstance(e, (OSError, UnicodeDecodeError)):      # files the user named
             return _fail(f"{type(e).__name__}: {text}")
-        return _fail(f"internal error: {type(e).__name__}: {text} (a bug: run again with --debug "
-                     "or KANPINN_DEBUG=1 for the traceback, and report it)", 1)
+        print(f"kanpinn: internal error: {type(e).__name__}: {text} (a bug: run again with --debug "
+              "or KANPINN_DEBUG=1 for the traceback, and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -81,6 +81,9 @@ def read_solver(path) -> dict:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise KanpinnError(f"solver file {path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise KanpinnError(f"solver file {path} is not valid TOML: not UTF-8 text ({e.reason} at byte "
+                           f"{e.start})") from None
     except OSError as e:
         raise KanpinnError(f"solver file {path} cannot be read: {e}") from None
     validate(data, path)
