@@ -36,6 +36,7 @@ import torch
 
 from .errors import KanpinnError
 from .metrics import error_metrics
+from .paths import check_output_path
 
 __all__ = ["Result", "load", "FORMAT", "VERSION"]
 
@@ -211,9 +212,8 @@ class Result:
         path = os.fspath(path)
         if os.path.exists(path) and not overwrite:
             raise KanpinnError(f"{path} exists; pass overwrite=True to replace it")
+        check_output_path(path, "result file")
         folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise KanpinnError(f"cannot save {path}: the folder {folder} does not exist")
         cfg = self.model.config() if hasattr(self.model, "config") else None
         if cfg is None:
             raise KanpinnError(f"cannot save a {type(self.model).__name__}: it has no config() "
