@@ -9,6 +9,7 @@ Levenberg-Marquardt on the structured Jacobian; ``auto.py`` auto mode's choices;
 from .hooks import Hook
 from .loop import SolverWarning
 from .optimizers import StepInfo, register_optimizer, registered_optimizers
+from . import matrix_free  # noqa: F401,E402  (registers "lm-cg")
 from .solve import DEFAULTS, solve
 
 __all__ = ["solve", "DEFAULTS", "SolverWarning", "Hook", "StepInfo", "register_optimizer",

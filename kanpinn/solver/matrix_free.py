@@ -32,6 +32,7 @@ import torch
 
 from ..errors import KanpinnError
 from .loss import PINNLoss
+from .optimizers import ResidualStepper, register_optimizer
 
 __all__ = ["MatrixFreeLM", "conjugate_gradient", "hutchinson_diagonal", "ResidualProducts"]
 
@@ -286,3 +287,21 @@ class MatrixFreeLM:
     def load_state(self, s):
         self.lam, self.nu = float(s["lam"]), float(s["nu"])
         self.n_steps = int(s.get("n_steps", 0))
+
+
+# rows evaluated at once by the registered optimiser: all of them up to this many
+# interior points (graphs kept for the step: fastest), chunks of CHUNK beyond (memory
+# bounded by the chunk, whatever the number of points)
+WHOLE_UP_TO, CHUNK = 8192, 4096
+
+
+def _lm_cg(run, lr):
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    n = run.loss.colloc.interior.shape[0]
+    inner = MatrixFreeLM(run.loss, params, list(run.params.values()), lam=run.lm_lam,
+                         chunk=None if n <= WHOLE_UP_TO else CHUNK)
+    return ResidualStepper(inner, run, "lm-cg")
+
+
+register_optimizer("lm-cg", _lm_cg, monotone=True,
+                   doc="matrix-free Levenberg-Marquardt: CG on Jacobian products (tens of thousands of parameters)")
