@@ -111,6 +111,7 @@ class CandidateRow:
     why: str = ""                   # why it was rejected ("" when kept)
     n_ops: int | None = None
     network_error: float | None = None  # the trained network's rel. L2 (when exact known)
+    screen_ratio: float | None = None   # first-grid PINN loss / loss of u = 0
 
 
 def _fmt(v, fmt):
@@ -169,6 +170,54 @@ _SOLVE_DEFAULTS = dict(grids=[5, 10, 20], steps=40, n_interior=1000, n_boundary=
                        optimizer="lm", progress=False)
 
 
+class _Screened(Exception):
+    """A candidate rejected by the screen (internal control flow)."""
+
+
+def _zero_loss(problem, seed):
+    """The PINN loss of u = 0 on fresh points: the scale the screen compares with."""
+    from .verify import _blocks
+    import numpy as np
+    dom = problem.domain
+    x = torch.as_tensor(np.asarray(dom.sample_interior(512, "sobol", seed=seed + 11)),
+                        dtype=torch.float64).requires_grad_(True)
+    pts = []
+    for i, cond in enumerate(problem.conditions):
+        raw = cond.sample(dom, 128, "sobol", seed=seed + 12 + i)
+        pts.append({k: torch.as_tensor(np.asarray(v), dtype=torch.float64).requires_grad_(k.startswith("x"))
+                    for k, v in raw.items()})
+    m = problem.n_outputs or 1
+    p = problem.default_params(x) if problem.parameters else None
+    try:
+        with torch.enable_grad():
+            blocks = _blocks(problem, lambda z: 0 * z.sum(1, keepdim=True).repeat(1, m), x, pts, p)
+        weights = dict(zip(problem.condition_names, (c.weight for c in problem.conditions)))
+        total = 0.0
+        for name, r in blocks:
+            w = weights.get(name, weights.get(name.rsplit("_", 1)[0], 1.0))
+            total += w * float((r.detach() ** 2).mean())
+        return total if math.isfinite(total) and total > 0 else None
+    except Exception:  # noqa: BLE001 - without a scale there is no screen
+        return None
+
+
+def _train(kp_solve, problem, model, opts, zero_loss, screen):
+    """(result, first-grid loss / zero loss or None, rejected by the screen?)
+    The first grid is trained with the multi-start; the later grids continue from it
+    (kp.solve refits the trained splines onto the next grid)."""
+    grids = list(opts.get("grids") or [])
+    if screen is None or zero_loss is None or len(grids) < 2:
+        return kp_solve(problem, model, **opts), None, False
+    first = kp_solve(problem, model, **dict(opts, grids=grids[:1]))
+    ratio = float(first.metrics["loss"]) / zero_loss
+    if not ratio <= screen:
+        return first, ratio, True
+    rest = dict(opts, grids=grids[1:], starts=1)
+    if opts.get("max_time") is not None:
+        rest["max_time"] = max(1e-3, opts["max_time"] - first.metrics.get("wall_time", 0.0))
+    return kp_solve(problem, model, **rest), ratio, False
+
+
 def _check_options(problem, structures, max_time, tol, starts, stop_early, solve):
     from ..problem import Problem
     if not isinstance(problem, Problem):
@@ -197,7 +246,8 @@ def _check_options(problem, structures, max_time, tol, starts, stop_early, solve
 
 def discover(problem, *, structures=None, max_time: float | None = 600.0, tol: float = DEFAULT_TOL,
              starts: int = 4, stop_early: bool = True, seed: int = 0, k: int = 5,
-             solve: dict | None = None, library=None, log=None) -> Discovery:
+             solve: dict | None = None, library=None, screen: float | None = 1e-2,
+             log=None) -> Discovery:
     """Search small KAN structures for the closed-form solution of ``problem`` (see the
     module docstring).
 
@@ -213,6 +263,9 @@ def discover(problem, *, structures=None, max_time: float | None = 600.0, tol: f
         solve: extra ``kp.solve`` options (override the defaults: grids [5, 10, 20],
             40 LM steps per grid, 1000 interior points).
         library: symbolic library for symbolify (default: its default library).
+        screen: after the first grid, a structure whose PINN loss is above ``screen``
+            times the loss of u = 0 is rejected without further training or reading
+            back (it cannot represent the solution); None trains every structure fully.
         log: callable receiving one line per candidate (e.g. ``print``), or None.
     """
     from ..solver import solve as kp_solve
@@ -224,6 +277,7 @@ def discover(problem, *, structures=None, max_time: float | None = 600.0, tol: f
     m = problem.n_outputs or 1
     symbols = tuple(sympy.Symbol(v) for v in problem.variables)
     points = problem.domain.sample_interior(1024, "sobol", seed=seed + 3)
+    zero_loss = _zero_loss(problem, seed)
     rows: list[CandidateRow] = []
     best = None  # (n_ops, residual, formula, verification)
 
@@ -244,8 +298,13 @@ def discover(problem, *, structures=None, max_time: float | None = 600.0, tol: f
                 opts["max_time"] = left if opts.get("max_time") is None else min(left, opts["max_time"])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                result = kp_solve(problem, model, **opts)
+                result, row.screen_ratio, rejected = _train(kp_solve, problem, model, opts,
+                                                            zero_loss, screen)
                 row.network_error = result.metrics.get("l2_relative")
+                if rejected:              # the structure cannot even fit the PDE numerically
+                    row.why = (f"screened out: network loss {row.screen_ratio:.1e} x u=0's "
+                               f"after the first grid (> {screen:.0e})")
+                    raise _Screened
                 rep = symbolify_report(result, library=library)
                 formula, ver = polish(rep.expr, problem, symbols=symbols, points=points, tol=tol)
             row.formula, row.residual, row.verified = formula, ver.residual, ver.verified
@@ -254,6 +313,8 @@ def discover(problem, *, structures=None, max_time: float | None = 600.0, tol: f
                 row.why = f"residual {ver.residual:.1e} > tol {tol:.0e}"
                 if ver.error:
                     row.why = f"formula not evaluable: {ver.error}"
+        except _Screened:
+            pass
         except KanpinnError as exc:
             row.why = f"solve refused: {exc}"
         except Exception as exc:  # noqa: BLE001 - one failing structure must not end the search

@@ -185,6 +185,8 @@ def snap_verified(expr, problem, verification, *, symbols=None, max_denominator:
         v = check(trial)
         if v.residual <= allow and n_ops(trial) <= n_ops(best) + 2:
             best, best_v = trial, v
+    if not best_v.verified:      # cosmetics below are for formulas that verify
+        return best, best_v
     if best.atoms(sympy.Float):  # one constant at a time, largest effect first
         for f in sorted(best.atoms(sympy.Float), key=lambda c: -abs(float(c))):
             s = snap_number(float(f), 1e-3, max_denominator, SNAP_CONSTANTS)
@@ -222,11 +224,12 @@ def _shorten_floats(expr, ver, check, allow):
 
 
 def polish(expr, problem, *, symbols, points, tol: float = DEFAULT_TOL, params=None,
-           refine_steps: int = 100):
+           refine_steps: int = 100, hopeless: float = 3e-2):
     """The best exact form of ``expr`` the PDE accepts: tries the formula and its
     small-argument linearisation, each as is and with its constants refined to the PDE;
     keeps the lowest verified residual (ties: fewer operations), then snaps constants.
-    Returns (formula, verification)."""
+    A formula whose residual is above ``hopeless`` is returned as it is (a wrong shape:
+    no constant tuning will make it exact). Returns (formula, verification)."""
     variants = [expr]
     lin = linearize_small_arguments(expr, symbols, points)
     if lin != expr:
@@ -235,7 +238,9 @@ def polish(expr, problem, *, symbols, points, tol: float = DEFAULT_TOL, params=N
     for v in variants:
         ver = verify(v, problem, tol=tol, variables=symbols, params=params)
         scored.append((v, ver))
-        if not ver.verified or ver.residual > 1e-3 * tol:
+        # refining constants fixes a formula of the right shape (residual of a few %
+        # at most); a wrong shape is not worth the L-BFGS run
+        if (not ver.verified or ver.residual > 1e-3 * tol) and ver.residual <= hopeless:
             r = refine_constants(v, problem, symbols, steps=refine_steps, params=params)
             if r is not v:
                 scored.append((r, verify(r, problem, tol=tol, variables=symbols, params=params)))
@@ -243,6 +248,6 @@ def polish(expr, problem, *, symbols, points, tol: float = DEFAULT_TOL, params=N
         e, ver = item
         return (not ver.verified, n_ops(e) if ver.verified else 0, ver.residual)
     best, best_v = min(scored, key=key)
-    if math.isfinite(best_v.residual):
+    if best_v.residual <= hopeless:
         best, best_v = snap_verified(best, problem, best_v, symbols=symbols, params=params)
     return best, best_v
