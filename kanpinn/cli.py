@@ -26,6 +26,7 @@ import tempfile
 import time
 
 from .errors import KanpinnError
+from .paths import check_output_path
 from .kan_tools import flops_or_none as _flops
 
 __all__ = ["main"]
@@ -50,13 +51,6 @@ def _check_folder(folder, what):
             pass
     except OSError as e:
         raise KanpinnError(f"{what}: cannot write into {folder} ({e.strerror or e})") from None
-
-
-def _check_out_file(path, what="--out"):
-    """Refuse, before any training, a result path that could not be written."""
-    if os.path.isdir(path):
-        raise KanpinnError(f"{what} {path} is a folder; give a file name such as run.h5")
-    _check_folder(os.path.dirname(os.path.abspath(path)), f"{what} {path}")
 
 
 def _make_out_dir(path, what="--out"):
@@ -124,9 +118,12 @@ def _cmd_solve(args):
     from .problem_file import load_problem
     problem = load_problem(args.problem)
     want = args.out or f"{problem.name}.h5"
-    _check_out_file(want)                # before training, not after it
+    check_output_path(want, "--out")     # before training, not after it
     out = _unique_path(want, args.force)
     result, _, _ = _solve_one(problem, args.solver, args.set, quiet_progress=False)
+    from .solver.distributed import is_main_process
+    if not is_main_process():            # under torchrun rank 0 reports and writes
+        return 0
     print(_report(result))
     if "parameters" in result.metrics:
         for k, v in result.metrics["parameters"].items():

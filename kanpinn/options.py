@@ -162,22 +162,19 @@ def check_choice(owner: str, name: str, value, choices) -> str:
 
 
 def _path(owner, name, v):
-    """A file path (str or os.PathLike) in a folder that exists: a checkpoint written
-    there must not fail after training has started."""
+    """A file path (str or os.PathLike). Whether it can be written is checked by doing
+    (kanpinn.paths.check_output_path, which may create the folder), not here."""
     if v is None:
         return None
     if not isinstance(v, (str, os.PathLike)) or not os.fspath(v):
         _refuse(owner, name, v, "a file path (str), or None")
     p = os.fspath(v)
-    folder = os.path.dirname(os.path.abspath(p))
     if os.path.isdir(p):
         _refuse(owner, name, v, "a file path, not a folder")
-    if not os.path.isdir(folder):
-        _refuse(owner, name, v, "a file path in an existing folder", f"; the folder {folder} does not exist")
     return p
 
 
-_path.allowed = "a file path in an existing folder, or None"
+_path.allowed = "a file path, or None"
 
 
 def _grids(owner, name, v):
