@@ -265,6 +265,9 @@ def _cmd_bench(args):
     except ImportError:
         return _fail("the benchmark suite is not available in this installation "
                      "(kanpinn.bench.run is missing)", 1)
+    from .options import check_option
+    check_option("device", args.device)             # the solve option's check, before any timing
+    _make_out_dir(args.out)
     out = run(args.quick, out=args.out, device=args.device)
     if isinstance(out, str):
         print(out)

@@ -349,6 +349,9 @@ CLI_CASES = [
     (["plot", "{tmp}/missing.h5"], ["missing.h5"]),
     (["plot", "{tmp}/tiny.py"], ["tiny.py"]),
     (["symbolify", "{tmp}/missing.h5"], ["missing.h5"]),
+    (["symbolify", "{tmp}/missing.h5", "--problem", "{tmp}/noproblem.py"], ["missing.h5"]),
+    (["bench", "--quick", "--device", "gpu"], ["'device'", "'gpu'", "did you mean 'cuda'"]),
+    (["bench", "--quick", "--out", "{tmp}/tiny.py"], ["--out", "tiny.py", "not a folder"]),
 ]
 
 
