@@ -36,6 +36,13 @@ class _UsageError(Exception):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage mistakes reported like every other mistake: one line."""
+
+    def error(self, message):
+        self.exit(2, f"kanpinn: error: {message} (see: {self.prog} --help)\n")
+
+
 def _fail(msg, code=2):
     print(f"kanpinn: error: {msg}", file=sys.stderr)
     return code
@@ -277,7 +284,7 @@ def _cmd_bench(args):
 # --------------------------------------------------------------------------- parser
 
 def _parser():
-    p = argparse.ArgumentParser(prog="kanpinn", description="Solve PDEs with physics-informed KANs.")
+    p = _Parser(prog="kanpinn", description="Solve PDEs with physics-informed KANs.")
     p.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

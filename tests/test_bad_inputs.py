@@ -350,6 +350,9 @@ CLI_CASES = [
     (["plot", "{tmp}/tiny.py"], ["tiny.py"]),
     (["symbolify", "{tmp}/missing.h5"], ["missing.h5"]),
     (["symbolify", "{tmp}/missing.h5", "--problem", "{tmp}/noproblem.py"], ["missing.h5"]),
+    (["solve"], ["required: problem"]),
+    (["solve", "{tmp}/tiny.py", "--bogus"], ["unrecognized arguments: --bogus"]),
+    (["sovle", "{tmp}/tiny.py"], ["invalid choice: 'sovle'"]),
     (["bench", "--quick", "--device", "gpu"], ["'device'", "'gpu'", "did you mean 'cuda'"]),
     (["bench", "--quick", "--out", "{tmp}/tiny.py"], ["--out", "tiny.py", "not a folder"]),
 ]
@@ -362,7 +365,11 @@ def test_cli_mistake_is_one_line_exit_2(tmp_path, capsys, no_training, argv, cul
     _write(tmp_path, "raises.py", "raise RuntimeError('boom')\n")
     _write(tmp_path, "broken.toml", "[model\n")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as e:                    # argparse's own exit, as the console script sees it
+        code = e.code
+    assert code == 2
     captured = capsys.readouterr()
     err = captured.err
     assert err.startswith("kanpinn: error: ") and err.count("\n") == 1, err
