@@ -136,11 +136,18 @@ class KAN(nn.Module):
 
     # ------------------------------------------------------------------ evaluation
     def forward(self, x):
-        """x: (N, widths[0]) -> (N, width_out)."""
+        """x: (N, widths[0]) -> (N, width_out).
+
+        When x requires grad (a PDE loss will differentiate the output), the output
+        carries a lazy jet (``kanpinn.jet.lazy``): ``kp.grad``/``kp.laplacian`` of it, or
+        of its columns, then run ``forward_jet`` once instead of nested autograd."""
         self._check_input(x)
+        x_in, y = x, jets.strip(x)
         for li, layer in enumerate(self.layers):
-            x = self._mult(li, layer(x))
-        return x
+            y = self._mult(li, layer(y))
+        if x_in.requires_grad and torch.is_grad_enabled():
+            return jets.lazy(y, x_in, lambda: self.forward_jet(x_in, 2)[1:])
+        return y
 
     def forward_jet(self, x, order=2):
         """Value, gradient (N, m, d) and Hessian diagonal (N, m, d) w.r.t. x."""
@@ -199,7 +206,20 @@ class KAN(nn.Module):
         hi = torch.tensor(np.array(hi, dtype=np.float64), dtype=layer.coef.dtype, device=layer.coef.device)
         corners = torch.stack([lo, hi])
         with torch.no_grad():
-            layer.refit(layer.basis.adapted(corners, 1.0), None)
+            new = layer.basis.adapted(corners, 1.0)
+            old_lo, old_hi = layer.basis.lo, layer.basis.hi
+            if bool(((lo >= old_lo) & (hi <= old_hi)).all()):
+                layer.refit(new, None)          # the box lies inside the grid: keep the function
+            else:
+                # refitting would extrapolate the splines far outside where they were drawn
+                # (loss 1e30 on t in [0, 5]); a basis on a range is affine-invariant, so the
+                # new basis with the same coefficients is the old function stretched onto the
+                # box, and base weights divided by the box's size keep the next layer's
+                # inputs of order one
+                layer.basis = new.to(layer.coef.device)
+                size = float(torch.maximum(lo.abs(), hi.abs()).max())
+                if size > 1.0:
+                    layer.scale_base.mul_(1.0 / size)
         return self
 
     # ------------------------------------------------------------------ sparsity

@@ -20,7 +20,7 @@ from . import jet as jets
 from .bases import make_basis
 from .bsplines import scatter_dense
 from .errors import KanpinnError
-from .layer_jet import edge_jet, silu_derivatives
+from .layer_jet import edge_jet, edge_param_grads
 
 __all__ = ["KANLayer"]
 
@@ -106,9 +106,8 @@ class KANLayer(nn.Module):
         first, (b,) = self.basis.evaluate(x, 0)
         c, wb = self._weights()
         B, S = b[None], F.silu(x)[None]
-        out = self._contract(first, B, c) + (S[0] @ wb)[None]
-        jets.record("kan", self, first=first, B=B, S=S, out=out)
-        y = out[0]
+        y = (self._contract(first, B, c) + (S[0] @ wb)[None])[0]
+        jets.record((y,), lambda deltas: self.per_point_grads(x, None, None, False, deltas), x.shape[0])
         return self._add_symbolic(x, None, None, y, None, None)[0]
 
     def forward_jet(self, x, g, h, identity_input=False):
@@ -116,44 +115,39 @@ class KANLayer(nn.Module):
         ``identity_input``: x is the network input (g the identity, h zero).
         Returns y (N, out), gy (N, out, d), hy (N, out, d) or None.
 
-        One autograd node with a hand-written backward (``kanpinn.layer_jet``); while the
-        solver records layers for its Jacobian, the stacked-rows form below instead."""
-        if jets.recording_active():
-            return self._recorded_jet(x, g, h)
+        One autograd node with a hand-written backward (``kanpinn.layer_jet``). Inside a
+        ``kanpinn.jet.recording()`` block the layer also records its outputs with
+        ``per_point_grads``, its rule for the structured Jacobian."""
         c, wb = self._weights()
         C = c.reshape(self.in_dim, self.basis.size, self.out_dim)
         y, gy, hy = edge_jet(self.basis, x, g, h, C, wb, identity_input)
+        jets.record((y, gy, hy), lambda deltas: self.per_point_grads(x, g, h, identity_input, deltas),
+                    x.shape[0])
         return self._add_symbolic(x, g, h, y, gy, hy)
 
-    def _recorded_jet(self, x, g, h):
-        """The jet as stacked rows [value; d gradient rows; d curvature rows], each
-        (N, in, w), contracted in one product and recorded (``kanpinn.jet.record``) so
-        ``kanpinn.solver.jacobian`` can form per-point parameter Jacobians."""
-        order = 1 if h is None else 2
-        n, d = x.shape[0], g.shape[2]
-        first, vals = self.basis.evaluate(x, order)
-        sil = silu_derivatives(x, order)
-        b0, b1 = vals[0], vals[1]
-        gt = g.permute(2, 0, 1)                                   # (d, N, in)
-        rows = [b0[None], b1[None] * gt[..., None]]
-        srows = [sil[0][None], sil[1][None] * gt]
-        if order == 2:
-            ht = h.permute(2, 0, 1)
-            rows.append(vals[2][None] * (gt * gt)[..., None] + b1[None] * ht[..., None])
-            srows.append(sil[2][None] * gt * gt + sil[1][None] * ht)
-        B = torch.cat(rows, 0)                                    # (J, N, in, w)
-        S = torch.cat(srows, 0)                                   # (J, N, in)
-        J = B.shape[0]
-        c, wb = self._weights()
-        out = self._contract(first, B, c) + (S.reshape(J * n, -1) @ wb).reshape(J, n, self.out_dim)
-        jets.record("kan", self, first=first, B=B, S=S, out=out)
-        # one split (its backward is one concatenation) instead of slices, whose
-        # backward zero-fills a full-size gradient for each
-        pieces = torch.split(out, [1, d, d] if order == 2 else [1, d], 0)
-        y = pieces[0][0]
-        gy = pieces[1].permute(1, 2, 0)
-        hy = pieces[2].permute(1, 2, 0) if order == 2 else None
-        return self._add_symbolic(x, g, h, y, gy, hy)
+    def per_point_grads(self, x, g, h, identity, deltas):
+        """{parameter: (N, numel)}: each point's gradient of a pointwise residual with
+        respect to this layer's parameters, given ``deltas``, the gradients of the summed
+        residual at the outputs (y, gy, hy) of an evaluation at x (with input jet g, h).
+        The layer is linear in its effective coefficients C = coef·scale_sp·mask and base
+        weights Wb = scale_base·mask; ``layer_jet.edge_param_grads`` gives the per-point
+        gradients for C and Wb, and the chain rule through the scales follows here."""
+        if self.symbolic:
+            raise jets.NotPointwise("symbolic edges are not covered by the structured Jacobian")
+        first, Gc, Gb = edge_param_grads(self.basis, x, g, h, identity, deltas)
+        n, n_in, w, o = Gc.shape
+        scale = self.scale_sp * self.mask                                    # (in, out)
+        if first is None:
+            g_coef = Gc * scale[None, :, None, :]
+            coef_vals = self.coef[None]
+        else:
+            idx = first[:, :, None] + torch.arange(w, device=first.device)  # (N, in, w)
+            g_coef = Gc.new_zeros(n, n_in, self.basis.size, o)
+            g_coef.scatter_(2, idx[..., None].expand(n, n_in, w, o), Gc * scale[None, :, None, :])
+            coef_vals = self.coef[torch.arange(n_in, device=first.device)[None, :, None], idx]
+        return {self.coef: g_coef.reshape(n, -1),
+                self.scale_sp: ((Gc * coef_vals).sum(2) * self.mask).reshape(n, -1),
+                self.scale_base: (Gb * self.mask).reshape(n, -1)}
 
     def _add_symbolic(self, x, g, h, y, gy, hy):
         """Add the symbolic edges' values (and jets when g is given) to the outputs."""

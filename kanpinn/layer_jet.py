@@ -47,7 +47,7 @@ import torch
 
 from .bsplines import scatter_dense
 
-__all__ = ["edge_jet", "silu_derivatives", "edge_derivatives", "input_features"]
+__all__ = ["edge_jet", "silu_derivatives", "edge_derivatives", "input_features", "edge_param_grads"]
 
 
 def silu_derivatives(x, order):
@@ -323,40 +323,49 @@ def _regrad(ctx, inputs, outputs, grads_out):
 # The first layer sees the network input, and a PINN optimiser evaluates the same
 # collocation points in closure after closure while only the coefficients change. Its
 # basis matrix (with the SiLU as one more column) is then computed once per input and
-# every closure is one batched product forward and one backward. An entry is used only
-# for the same input tensor with the same values (compared with a kept copy, so even an
-# in-place change through ``.data`` is a miss) and the same basis buffers (a grid update
-# or a loaded state is a miss); entries die with their input or basis.
-_FEATURES = []
-_FEATURES_KEPT = 8
+# every closure is one batched product forward and one backward. The features are kept
+# on the input tensor itself, so they live exactly as long as whoever holds the
+# collocation points (a solve's points die with the solve; a user's loop keeps its own x):
+# no module-level store. An entry is used for the same input while its version counter
+# is unchanged (an in-place write bumps it; a write through ``.data`` does not, so do
+# not change points that way) and while the basis and its buffers are the same objects
+# at the same versions (a grid update, a refit or a loaded state is a miss). No values
+# are compared, so a hit costs no device synchronisation.
+_FEATURES_ATTR = "_kanpinn_input_features"
 _FEATURES_MAX_BYTES = 2 ** 29
 _FEATURES_MAX_COLUMNS = 128
 
 
-def _same(a, b):
-    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
+def _stamp(basis):
+    return [(b, b._version) for b in basis.buffers()]
+
+
+def _valid(entry, basis, x):
+    ref, stamp, version, _ = entry
+    return (ref() is basis and version == x._version
+            and len(stamp) == len(list(basis.buffers()))
+            and all(b is c and v == c._version for (b, v), c in zip(stamp, basis.buffers())))
 
 
 def input_features(basis, x, top):
     """(in, (top+1)·N, nb+1): row r·N + n of slice i holds the r-th derivatives of
-    [every basis function | SiLU] at x[n, i]; cached per (x, basis, top)."""
-    bufs = list(basis.buffers())
-    kept, hit = [], None
-    for entry in _FEATURES:
-        xr, br, t, x_copy, buf_copies, D = entry
-        xx, bb = xr(), br()
-        if xx is None or bb is None:
-            continue
-        kept.append(entry)
-        if (hit is None and xx is x and bb is basis and t == top and _same(x_copy, x)
-                and all(_same(c, b) for c, b in zip(buf_copies, bufs))):
-            hit = D
-    if hit is None:
-        hit = _features(basis, x, top)
-        kept.append((weakref.ref(x), weakref.ref(basis), top, x.detach().clone(),
-                     [b.detach().clone() for b in bufs], hit))
-    _FEATURES[:] = kept[-_FEATURES_KEPT:]
-    return hit
+    [every basis function | SiLU] at x[n, i]; kept on ``x`` per (basis, top) while valid."""
+    store = getattr(x, _FEATURES_ATTR, None)
+    if store is None:
+        store = {}
+        setattr(x, _FEATURES_ATTR, store)
+    key = (id(basis), top)
+    entry = store.get(key)
+    if entry is not None and _valid(entry, basis, x):
+        return entry[3]
+    # stale entries (changed points, another grid, a dead basis) go
+    for k, e in list(store.items()):
+        b = e[0]()
+        if b is None or not _valid(e, b, x):
+            del store[k]
+    D = _features(basis, x, top)
+    store[key] = (weakref.ref(basis), _stamp(basis), x._version, D)
+    return D
 
 
 def _features(basis, x, top):
@@ -443,3 +452,46 @@ def edge_jet(basis, x, g, h, C, Wb, identity=False):
     pieces = callable(getattr(basis, "piece_derivatives", None))
     coef = basis.piece_derivatives(C, top) if pieces else C
     return _EdgeJet.apply(x, g, h, coef, Wb, basis, identity, order, pieces, top)
+
+
+# --------------------------------------------------------------------------- per-point parameter gradients
+
+def edge_param_grads(basis, x, g, h, identity, deltas):
+    """Per-point gradients of a KAN layer's edge functions, for the structured Jacobian.
+
+    ``deltas`` = (Gy (N, O), Ggy (N, O, D), Ghy (N, O, D)), the gradients of a sum of
+    pointwise residuals at the layer's outputs (y, gy, hy); None where zero or absent.
+    With A_r = ∂r/∂a_r as in the backward above (A_0 = Gy, A_1 = Σ_d Ggy·g + Ghy·h,
+    A_2 = Σ_d Ghy·g²), point n's gradient with respect to the spline coefficient
+    C[i, b, o] is Σ_r B_b^(r)(x_ni) A_r[n, i, o], and with respect to the base weight
+    Wb[i, o] it is Σ_r SiLU^(r)(x_ni) A_r[n, i, o].
+
+    Returns (first, Gc, Gb): ``first`` (N, I) the first non-zero basis function of each
+    point (None for dense bases), Gc (N, I, w, O) for the w basis functions from
+    ``first`` (all of them when dense), Gb (N, I, O)."""
+    Gy, Ggy, Ghy = (tuple(deltas) + (None, None, None))[:3]
+    n, I = x.shape
+    O = next(d.shape[1] for d in (Gy, Ggy, Ghy) if d is not None)
+    A = [Gy[:, None, :].expand(n, I, O) if Gy is not None else None]
+    if Ggy is not None or Ghy is not None:
+        if identity:                    # g the identity (D = I), h zero
+            A.append(Ggy.transpose(1, 2) if Ggy is not None else None)
+            A.append(Ghy.transpose(1, 2) if Ghy is not None else None)
+        else:
+            a1 = torch.bmm(g, Ggy.transpose(1, 2)) if Ggy is not None else None
+            if Ghy is not None and h is not None:
+                t = torch.bmm(h, Ghy.transpose(1, 2))
+                a1 = t if a1 is None else a1 + t
+            A.append(a1)
+            A.append(torch.bmm(g * g, Ghy.transpose(1, 2)) if Ghy is not None else None)
+    while A and A[-1] is None:
+        A.pop()
+    zero = x.new_zeros(()).expand(n, I, O)
+    A = torch.stack([a if a is not None else zero for a in A], 2)      # (N, I, R, O)
+    R = A.shape[2]
+    first, vals = basis.evaluate(x, R - 1)
+    V = torch.stack(list(vals[:R]), 3)                                  # (N, I, w, R)
+    Gc = torch.matmul(V, A)                                             # (N, I, w, O)
+    S = torch.stack(silu_derivatives(x, R - 1)[:R], 2)                  # (N, I, R)
+    Gb = (S[..., None] * A).sum(2)
+    return first, Gc, Gb

@@ -43,6 +43,28 @@ def _gelu(x, order):
     return [x * cdf, cdf + x * pdf, (2 - x * x) * pdf][: order + 1]
 
 
+def _linear_rule(lin, rows):
+    """The structured-Jacobian rule of a linear layer evaluated on input rows (value row
+    (1, N, in), then the jet's gradient and curvature rows (d, N, in) or None): point n's
+    gradient is Σ_rows δ[n]·row[n]ᵀ for the weight and δ of the value row for the bias,
+    where δ are the gradients at the layer's outputs (one per row group)."""
+    def per_point_grads(deltas):
+        gw, gb = None, None
+        for row, delta in zip(rows, deltas):
+            if row is None or delta is None:
+                continue
+            delta = delta if delta.dim() == 3 else delta[None]                # (J, N, out)
+            t = torch.einsum("jno,jni->noi", delta, row.expand(delta.shape[0], *row.shape[1:]))
+            gw = t if gw is None else gw + t
+            if row is rows[0]:
+                gb = delta[0]
+        n = next(d for d in deltas if d is not None).shape[-2]
+        out = {lin.weight: gw.reshape(n, -1)}
+        out[lin.bias] = gb if gb is not None else gw.new_zeros(n, lin.bias.numel())
+        return out
+    return per_point_grads
+
+
 ACTIVATIONS = {"tanh": _tanh, "sin": _sin, "silu": _silu, "softplus": _softplus, "gelu": _gelu}
 
 
@@ -94,13 +116,18 @@ class MLP(nn.Module):
         check_model_input("MLP", x, self.width_in, next(self.parameters()))
 
     def forward(self, x):
+        """x: (N, widths[0]) -> (N, widths[-1]); with x requiring grad the output carries
+        a lazy jet, as a KAN's does (``KAN.forward``)."""
         self._check_input(x)
+        x_in, y = x, jets.strip(x)
         act = ACTIVATIONS[self.activation]
         for li, lin in enumerate(self.linears):
-            out = lin(x)[None]
-            jets.record("linear", lin, inp=x[None], out=out)
-            x = out[0] if li == len(self.linears) - 1 else act(out[0], 0)[0]
-        return x
+            out = lin(y)
+            jets.record((out,), _linear_rule(lin, [y[None]]), y.shape[0])
+            y = out if li == len(self.linears) - 1 else act(out, 0)[0]
+        if x_in.requires_grad and torch.is_grad_enabled():
+            return jets.lazy(y, x_in, lambda: self.forward_jet(x_in, 2)[1:])
+        return y
 
     def forward_jet(self, x, order=2):
         """Value, gradient (N, m, d) and Hessian diagonal (N, m, d) w.r.t. x."""
@@ -114,11 +141,9 @@ class MLP(nn.Module):
         H = torch.zeros_like(G) if order >= 2 else None
         for li, lin in enumerate(self.linears):
             W = lin.weight.T
-            zy1, zG = torch.addmm(lin.bias, y, W)[None], torch.matmul(G, W)
-            zy = zy1[0]                 # the recorded (1, N, o) tensor is the one used
+            zy, zG = torch.addmm(lin.bias, y, W), torch.matmul(G, W)
             zH = torch.matmul(H, W) if H is not None else None
-            jets.record("linear", lin, inp=[y[None], G] + ([H] if H is not None else []),
-                        out=[zy1, zG] + ([zH] if zH is not None else []))
+            jets.record((zy, zG, zH), _linear_rule(lin, [y[None], G, H]), y.shape[0])
             if li == len(self.linears) - 1:
                 y, G, H = zy, zG, zH
                 break

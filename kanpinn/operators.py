@@ -1,12 +1,16 @@
 """Differential operators for PDE residuals: grad, partial, laplacian, div.
 
 Each takes ``u`` computed from ``x`` (x requires grad). When ``u`` carries a jet (see
-``kanpinn.jet``) the derivatives are read from it; otherwise, or for what the jet does not
-hold (mixed or third derivatives), autograd computes them with ``create_graph=True`` so
-the result stays differentiable for training.
+``kanpinn.jet``: a model's output, a column slice of it, or an expression of those) the
+derivatives are read from it; otherwise, or for what the jet does not hold (mixed or
+third derivatives), autograd computes them with ``create_graph=True`` so the result stays
+differentiable for training.
 """
 from __future__ import annotations
 
+import operator
+
+import numpy as np
 import torch
 
 from .errors import KanpinnError
@@ -24,6 +28,36 @@ def _check(u: torch.Tensor, x: torch.Tensor, name: str, one_column=True):
         raise KanpinnError(f"{name}: u must be (N, 1) with N = {x.shape[0]}, got shape {tuple(u.shape)}")
     if one_column and u.shape[1] != 1:
         raise KanpinnError(f"{name}: u must have one column, got {u.shape[1]}; pass u[:, i:i+1]")
+
+
+def _index(i, d: int, name: str, what: str) -> int:
+    """A column index of x (negative counts from the end), checked."""
+    try:
+        if isinstance(i, bool):
+            raise TypeError
+        i = operator.index(i)
+    except TypeError:
+        raise KanpinnError(f"{name}: {what} must be an integer column index of x, got {i!r}") from None
+    if not (-d <= i < d):
+        raise KanpinnError(f"{name}: {what} {i} out of range for x with {d} columns "
+                           f"(allowed: {-d} .. {d - 1})")
+    return i % d
+
+
+def _dims(dims, d: int) -> list:
+    """``laplacian``'s dims: a non-empty list of distinct column indices of x."""
+    if dims is None:
+        return list(range(d))
+    if not hasattr(dims, "__iter__") or (isinstance(dims, torch.Tensor) and dims.dim() == 0):
+        raise KanpinnError(f"laplacian: dims must be a list of column indices of x, got {dims!r}")
+    cols = [_index(i, d, "laplacian", "dims entry") for i in dims]
+    if not cols:
+        raise KanpinnError("laplacian: dims=[] selects no column; pass None for all columns "
+                           f"or indices in 0 .. {d - 1}")
+    if len(set(cols)) != len(cols):
+        raise KanpinnError(f"laplacian: dims={list(dims)!r} names a column twice (as {cols}); "
+                           "each column counts once")
+    return cols
 
 
 def _autograd(y: torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -74,12 +108,9 @@ def partial(u: torch.Tensor, x: torch.Tensor, i: int, order: int = 1) -> torch.T
     [[1.0], [8.0]]
     """
     _check(u, x, "partial")
-    d = x.shape[1]
-    if not (-d <= i < d):
-        raise KanpinnError(f"partial: variable index {i} out of range for x with {d} columns")
-    i = i % d
-    if order < 0:
-        raise KanpinnError(f"partial: order must be >= 0, got {order}")
+    i = _index(i, x.shape[1], "partial", "variable index")
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 0:
+        raise KanpinnError(f"partial: order must be an integer >= 0, got {order!r}")
     if order == 0:
         return u
     jet = lookup(u, x)
@@ -102,8 +133,9 @@ def partial(u: torch.Tensor, x: torch.Tensor, i: int, order: int = 1) -> torch.T
 def laplacian(u: torch.Tensor, x: torch.Tensor, dims=None) -> torch.Tensor:
     """Σ_i ∂²u/∂x_i² over ``dims`` (default all columns). u: (N, 1), x: (N, d) -> (N, 1).
 
-    ``dims`` (a list of column indices) restricts the sum, e.g. to the space columns of
-    a SpaceTime: ``kp.laplacian(u, x, dims=[0])`` for (x, t).
+    ``dims`` (a non-empty list of distinct column indices, negative counting from the
+    end) restricts the sum, e.g. to the space columns of a SpaceTime:
+    ``kp.laplacian(u, x, dims=[0])`` for (x, t).
 
     Example (u = x^2 + 3 y^2, Δu = 8):
 
@@ -115,8 +147,7 @@ def laplacian(u: torch.Tensor, x: torch.Tensor, dims=None) -> torch.Tensor:
     [[2.0], [2.0]]
     """
     _check(u, x, "laplacian")
-    d = x.shape[1]
-    dims = list(range(d)) if dims is None else [int(i) % d for i in dims]
+    dims = _dims(dims, x.shape[1])
     jet = lookup(u, x)
     if jet is not None and jet.d2u is not None:
         return jet.d2u[:, 0, dims].sum(dim=1, keepdim=True)
@@ -135,6 +166,11 @@ def div(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     >>> kp.div(kp.grad(x[:, 0:1] ** 2 * x[:, 1:2], x), x).tolist()   # = laplacian
     [[4.0], [-2.0]]
     """
+    if not isinstance(v, torch.Tensor) or not isinstance(x, torch.Tensor):
+        raise KanpinnError(f"div(v, x) takes tensors, got {type(v).__name__} and {type(x).__name__}")
     if v.dim() != 2 or v.shape != x.shape:
         raise KanpinnError(f"div: v must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}")
+    jet = lookup(v, x)
+    if jet is not None:                     # Σ_i ∂v_i/∂x_i: the diagonal of the jet's du
+        return jet.du.diagonal(dim1=1, dim2=2).sum(1, keepdim=True)
     return sum(_autograd(v[:, i:i + 1], x, "div")[:, i:i + 1] for i in range(x.shape[1]))
