@@ -7,17 +7,24 @@ path while nothing has been spent yet. It checks by doing: it creates and remove
 temporary file in the folder, which also catches read-only file systems and quotas that
 permission bits do not show (and works when running as root).
 
-It never decides about overwriting: the CLI keeps its own rule (a free ``stem-N.ext``
+Files are written through a temporary file next to the target and renamed into place;
+:func:`temp_prefix` names those temporaries after their target, so that
+:func:`clean_orphans` can remove the ones a killed process left, and only those.
+
+Nothing here decides about overwriting: the CLI keeps its own rule (a free ``stem-N.ext``
 unless ``--force``), and a checkpoint path that exists is a run to resume.
 """
 from __future__ import annotations
 
+import hashlib
+import math
 import os
+import re
 import tempfile
 
 from .errors import KanpinnError
 
-__all__ = ["check_output_path"]
+__all__ = ["check_output_path", "temp_prefix", "clean_orphans"]
 
 
 def check_output_path(path, what="output file", create_folder=False) -> str:
@@ -59,3 +66,48 @@ def check_output_path(path, what="output file", create_folder=False) -> str:
     os.close(fd)
     os.unlink(probe)
     return path
+
+
+def temp_prefix(path, kind) -> str:
+    """The name prefix of the temporary files written on the way to ``path``
+    (``.<kind>-<hash of path's name>-``): one per target, so that cleaning up never
+    touches another file's temporaries."""
+    name = os.path.basename(os.path.abspath(os.fspath(path)))
+    return f".{kind}-{hashlib.sha256(name.encode()).hexdigest()[:12]}-"
+
+
+def _process_start():
+    """When this process started (seconds since the epoch), or None where unknown."""
+    try:
+        with open("/proc/self/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
+        return btime + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def clean_orphans(path, kind, suffix, before=None) -> list:
+    """Remove the temporary files of ``path`` (``temp_prefix(path, kind)``, 8 random
+    characters as ``tempfile.mkstemp`` makes them, then ``suffix``) last written before
+    ``before`` (default: this process's start, less a second of clock resolution: a file
+    that old was left by a process that is gone, never by a save in progress here).
+    Returns the removed paths; nothing is removed where the start time is unknown."""
+    before = before if before is not None else (_process_start() or -math.inf) - 1.0
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    pattern = re.compile(re.escape(temp_prefix(path, kind)) + r"[A-Za-z0-9_]{8}" + re.escape(suffix))
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        full = os.path.join(folder, name)
+        try:
+            if pattern.fullmatch(name) and os.path.isfile(full) and os.stat(full).st_mtime < before:
+                os.remove(full)
+                removed.append(full)
+        except OSError:
+            pass                                  # gone already, or not ours to remove
+    return removed

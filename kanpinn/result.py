@@ -36,7 +36,7 @@ import torch
 
 from .errors import KanpinnError
 from .metrics import error_metrics
-from .paths import check_output_path
+from .paths import check_output_path, clean_orphans, temp_prefix
 
 __all__ = ["Result", "load", "FORMAT", "VERSION"]
 
@@ -207,9 +207,14 @@ class Result:
 
     # ------------------------------------------------------------------ files
     def save(self, path, overwrite=True):
-        """Write the result to an HDF5 file (layout in the module docstring)."""
+        """Write the result to an HDF5 file (layout in the module docstring). Under
+        torchrun only rank 0 writes (every rank holds the same result)."""
         import h5py
+
+        from .solver.distributed import is_main_process
         path = os.fspath(path)
+        if not is_main_process():
+            return
         if os.path.exists(path) and not overwrite:
             raise KanpinnError(f"{path} exists; pass overwrite=True to replace it")
         check_output_path(path, "result file")
@@ -218,7 +223,8 @@ class Result:
         if cfg is None:
             raise KanpinnError(f"cannot save a {type(self.model).__name__}: it has no config() "
                                "(only kanpinn KAN and MLP models can be saved)")
-        fd, tmp = tempfile.mkstemp(prefix=".kanpinn-", suffix=".h5.tmp", dir=folder)
+        clean_orphans(path, "kanpinn", ".h5.tmp")        # left by a process killed while saving
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path, "kanpinn"), suffix=".h5.tmp", dir=folder)
         os.close(fd)
         try:
             with h5py.File(tmp, "w") as f:

@@ -10,9 +10,8 @@ import torch
 
 import kanpinn as kp
 from kanpinn.errors import KanpinnError
-from kanpinn.paths import check_output_path
-from kanpinn.solver.checkpoint import (check_fingerprint, clean_orphans, load_checkpoint, run_fingerprint,
-                                       save_checkpoint, temp_prefix)
+from kanpinn.paths import check_output_path, clean_orphans, temp_prefix
+from kanpinn.solver.checkpoint import TEMP_KIND, check_fingerprint, load_checkpoint, run_fingerprint, save_checkpoint
 
 OPTIONS = dict(seed=0, n_interior=200, n_boundary=20, steps=10, grids=[3, 6], optimizer="lm", sampler="sobol",
                dtype="float64", checkpoint="run.ckpt.h5", progress=False, max_time=None)
@@ -102,8 +101,8 @@ def test_save_and_load_carry_the_fingerprint(tmp_path):
 
 def test_orphan_temporary_files_of_this_checkpoint_are_removed(tmp_path):
     path = tmp_path / "run.ckpt.h5"
-    prefix = temp_prefix(path)
-    other_prefix = temp_prefix(tmp_path / "other.ckpt.h5")
+    prefix = temp_prefix(path, TEMP_KIND)
+    other_prefix = temp_prefix(tmp_path / "other.ckpt.h5", TEMP_KIND)
     assert prefix != other_prefix and prefix.startswith(".ckpt-")
     old = time.time() - 3600
     files = {name: tmp_path / name for name in
@@ -119,7 +118,16 @@ def test_orphan_temporary_files_of_this_checkpoint_are_removed(tmp_path):
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted([other_prefix + "abcd1234.h5", prefix + "abcd1234.h5.keep", "notes.h5",
                            fresh.name, "run.ckpt.h5"])
-    assert clean_orphans(path, before=time.time() + 10) == [str(fresh)]
+    assert clean_orphans(path, TEMP_KIND, ".h5", before=time.time() + 10) == [str(fresh)]
+
+
+def test_result_save_cleans_its_own_orphans(tmp_path):
+    path = tmp_path / "run.h5"
+    orphan = tmp_path / (temp_prefix(path, "kanpinn") + "abcd1234.h5.tmp")
+    orphan.write_bytes(b"x")
+    os.utime(orphan, (time.time() - 3600,) * 2)
+    kp.Result(kp.MLP([1, 2, 1]), None, {}, {}, {}).save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.h5"]
 
 
 def test_output_paths_are_checked_before_work(tmp_path):

@@ -7,6 +7,7 @@ the failure mode, the loads run in one subprocess with an address-space limit an
 timeout, so a regression fails the test instead of freezing or swapping the machine."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -121,7 +122,7 @@ def test_hang_and_memory_cases_are_refused_quickly_in_bounded_memory(tmp_path):
         row = out[str(paths[name])]
         assert row["outcome"] == "KanpinnError", (name, row)
         assert f"{name}.h5" in row["message"], (name, row["message"])
-        assert __import__("re").search(pattern, row["message"]), (name, row["message"])
+        assert re.search(pattern, row["message"]), (name, row["message"])
         assert row["seconds"] < 20, (name, row)          # generous: a regression hangs or takes minutes
     assert out[str(fifo)]["outcome"] == "KanpinnError" and "not a regular file" in out[str(fifo)]["message"]
 

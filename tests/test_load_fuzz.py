@@ -25,7 +25,7 @@ def _fuzz(tmp_path, n, seed=None, timeout=240):
 
 
 def test_mutated_files_load_or_raise_kanpinn_error(tmp_path):
-    _fuzz(tmp_path, 120)
+    _fuzz(tmp_path, 100)
 
 
 @pytest.mark.slow

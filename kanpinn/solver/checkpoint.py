@@ -22,20 +22,20 @@ import inspect
 import json
 import math
 import os
-import re
 import tempfile
-import time
 
 import h5py
 import numpy as np
 import torch
 
 from ..errors import KanpinnError
+from ..paths import check_output_path, clean_orphans, temp_prefix
 
-__all__ = ["save_checkpoint", "load_checkpoint", "run_fingerprint", "check_fingerprint",
-           "clean_orphans", "temp_prefix", "FORMAT", "RUN_NEUTRAL_OPTIONS"]
+__all__ = ["save_checkpoint", "load_checkpoint", "run_fingerprint", "check_fingerprint", "FORMAT",
+           "RUN_NEUTRAL_OPTIONS", "TEMP_KIND"]
 
 FORMAT = "kanpinn-checkpoint"
+TEMP_KIND = "ckpt"            # temporary files: .ckpt-<hash of the checkpoint's name>-<random>.h5
 MAX_CHECKPOINT_BYTES = 4 * 2 ** 30
 # options that do not change what a run computes: a resumed run may change them freely
 RUN_NEUTRAL_OPTIONS = frozenset({"checkpoint", "checkpoint_every", "progress", "max_time", "target", "device"})
@@ -200,52 +200,6 @@ def check_fingerprint(stored, current, path):
                            f"{advice}")
 
 
-# --------------------------------------------------------------------------- temporary files
-
-def temp_prefix(path) -> str:
-    """The name prefix of ``path``'s temporary files: one per checkpoint name, so that
-    cleaning up never touches another checkpoint's files."""
-    name = os.path.basename(os.path.abspath(os.fspath(path)))
-    return f".ckpt-{hashlib.sha256(name.encode()).hexdigest()[:12]}-"
-
-
-def _process_start():
-    """When this process started (seconds since the epoch), or None where unknown."""
-    try:
-        with open("/proc/self/stat") as fh:
-            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat") as fh:
-            btime = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
-        return btime + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
-def clean_orphans(path, before=None) -> list:
-    """Remove the temporary files of checkpoint ``path`` (see :func:`temp_prefix`) last
-    written before ``before`` (default: this process's start, less a second of clock
-    resolution: a file that old belongs to a run that is gone, never to a save in
-    progress here). Returns the removed paths; nothing is removed where the start time
-    is unknown."""
-    before = before if before is not None else (_process_start() or -math.inf) - 1.0
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    pattern = re.compile(re.escape(temp_prefix(path)) + r"[A-Za-z0-9_]{8}\.h5")
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        full = os.path.join(folder, name)
-        try:
-            if pattern.fullmatch(name) and os.path.isfile(full) and os.stat(full).st_mtime < before:
-                os.remove(full)
-                removed.append(full)
-        except OSError:
-            pass                                  # gone already, or not ours to remove
-    return removed
-
-
 def _write(group, key, obj):
     if isinstance(obj, torch.Tensor):
         ds = group.create_dataset(key, data=obj.detach().cpu().numpy())
@@ -295,11 +249,10 @@ def _read_item(reader, group, key, where):
 def save_checkpoint(path, tree: dict, fingerprint=None):
     """Write ``tree`` (and the run's ``fingerprint``, see :func:`run_fingerprint`) to
     ``path`` through a temporary file; removes the orphan temporary files of ``path``."""
-    from ..paths import check_output_path
     path = check_output_path(path, "checkpoint", create_folder=True)
     folder = os.path.dirname(os.path.abspath(path))
-    clean_orphans(path)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".h5", dir=folder)
+    clean_orphans(path, TEMP_KIND, ".h5")
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path, TEMP_KIND), suffix=".h5", dir=folder)
     os.close(fd)
     try:
         with h5py.File(tmp, "w") as f:
