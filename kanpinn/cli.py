@@ -32,10 +32,6 @@ from .kan_tools import flops_or_none as _flops
 __all__ = ["main"]
 
 
-class _UsageError(Exception):
-    pass
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with usage mistakes reported like every other mistake: one line."""
 

@@ -397,3 +397,31 @@ def test_cli_internal_error_is_one_line_exit_1_and_debug_shows_it(tmp_path, caps
         main(["solve", str(prob)])
     with pytest.raises(KanpinnError, match="steps"):          # user mistakes too, under debug
         main(["solve", str(prob), "--set", "steps=-1"])
+
+
+# --------------------------------------------------------------------------- the checks are not over-strict
+
+def test_valid_inputs_pass_every_check():
+    """The door lets good input through: boundary data, systems with component=, selectors
+    that pick a face, numpy numbers, the shipped presets."""
+    t0, t1 = 0.0, 2.0
+    domain = kp.SpaceTime(kp.Interval(-1.0, 1.0), t=(t0, t1))
+    pts = np.array([[-1.0, 0.0], [1.0, 2.0], [0.25, 1.0]])             # two on the boundary
+    problem = kp.Problem(
+        domain, lambda x, u: (kp.partial(u[:, 0:1], x, 1) - kp.partial(u[:, 0:1], x, 0, 2), u[:, 1:2] - u[:, 0:1]),
+        [kp.Dirichlet(0.0, on=lambda x: x[:, 0] > 0.999, component=0), kp.Initial(0.0, component=1),
+         kp.Data(pts, np.zeros((3, 2)))],
+        exact=lambda x: torch.zeros(x.shape[0], 2, dtype=x.dtype))
+    problem.check_model(2)
+    model = kp.KAN([2, np.int64(4), 2], grid=np.int64(3), k=3, seed=np.int64(1), dtype="float64")
+    assert len(_terms_of_model(problem, model)) == 2
+    opts = validate_solve_options({"grids": [np.int64(3), 6], "steps": np.int64(4), "lr": np.float64(1e-3),
+                                   "weights": {"pde": 1, "dirichlet": 0.0}, "resample": {"every": 10, "mode": "rad"},
+                                   "device": "cpu", "dtype": torch.float32, "optimizer": "adam+lbfgs",
+                                   "checkpoint": "run.ckpt.h5", "adaptive_weights": {"every": 5, "alpha": 1.0}})
+    assert opts["grids"] == [3, 6] and opts["steps"] == 4 and opts["checkpoint"] == "run.ckpt.h5"
+
+
+def _terms_of_model(problem, model):
+    x = torch.as_tensor(problem.domain.sample_interior(6, "sobol", seed=0)).requires_grad_()
+    return problem.residual_terms(x, model(x))
