@@ -156,7 +156,7 @@ def test_structures_cheapest_first_and_system_blocks_are_independent():
 
 def test_discover_poisson_1d_returns_the_verified_closed_form():
     found = kp.discover(poisson_1d(), structures=[[1, 1]], max_time=120,
-                        solve=dict(grids=[5, 10], steps=15, n_interior=100, n_boundary=2))
+                        solve=dict(grids=[5], steps=10, n_interior=60, n_boundary=2))
     assert isinstance(found, kp.Discovery) and isinstance(found, Discovery)
     assert found.verified and found.formula == sp.sin(sp.pi * x), found.report()
     assert found.residual < 1e-12
@@ -169,7 +169,7 @@ def test_discover_non_elementary_reports_not_verified_with_candidates():
     prob = kp.Problem(kp.Interval(-1.0, 1.0), lambda X, u: kp.laplacian(u, X) - torch.cos(X**2),
                       [kp.Dirichlet(0.0)])
     found = kp.discover(prob, structures=[("sum", [1, 1])], max_time=60,
-                        solve=dict(grids=[5], steps=10, n_interior=100, n_boundary=2))
+                        solve=dict(grids=[5], steps=5, n_interior=60, n_boundary=2))
     assert not found.verified and found.formula is None
     (row,) = found.candidates
     assert row.formula is not None and 1e-7 < row.residual < math.inf and "residual" in row.why

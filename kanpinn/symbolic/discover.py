@@ -323,7 +323,8 @@ def discover(problem, *, structures=None, max_time: float | None = 600.0, tol: f
         rows.append(row)
         if log is not None:
             log(f"{name} {widths}: {row.formula}  residual {row.residual:.2e}"
-                f"{'  VERIFIED' if row.verified else '  (' + row.why + ')'}  {row.seconds:.1f} s")
+                f"{'  VERIFIED' if row.verified else '  (' + row.why + ')'}  {row.seconds:.1f} s"
+                + (f", first-grid loss ratio {row.screen_ratio:.1e}" if row.screen_ratio is not None else ""))
         if row.verified:
             cand = (row.n_ops, row.residual, row.formula, ver)
             if best is None or cand[:2] < best[:2]:

@@ -83,7 +83,7 @@ def _parametrize(expr):
     return expr.xreplace(dict(zip(floats, cs))), tuple(cs), [float(f) for f in floats]
 
 
-def refine_constants(expr, problem, symbols, *, steps: int = 100, n_points: int = 1024,
+def refine_constants(expr, problem, symbols, *, steps: int = 100, n_points: int = 512,
                      seed: int = 7, params: dict | None = None):
     """Fit the float constants of ``expr`` to the PINN loss of the formula itself (see the
     module docstring). Returns the refined formula (the input when nothing improved)."""
