@@ -19,6 +19,9 @@ BUDGETS = {
     "diffusion_1d": ([2, 5, 1], [5, 10], 15, 400, 80, 2e-3),
     "poisson_3d_sines": ([3, 3, 1], [5], 15, 600, 300, 2e-2),
     "poisson_2d_product": ([2, 5, 1], [5, 10], 15, 400, 80, 1e-2),  # measured 2.5e-3
+    "poisson_lshape": ([2, 5, 1], [5, 10], 15, 400, 120, 1e-2),  # measured 3.5e-3
+    "poisson_plate_with_holes": ([2, 5, 1], [5, 10], 15, 400, 160, 5e-3),  # measured 9.7e-4
+    "poisson_ball_3d": ([3, 4, 1], [5], 15, 600, 300, 2e-2),  # measured 5.5e-3
 }
 
 

@@ -9,8 +9,11 @@ How each part of the Domain interface is built:
 * interior points: rejection from the bounding box (``kanpinn.domains``).
 * boundary: the pieces of the operands' boundaries (down to the primitive domains, the
   "leaves") that survive. A point x of a leaf's boundary, with the leaf's outward normal
-  n turned round for a subtracted leaf, lies on the result's boundary when x is in the
-  result and x + h·n is not (h a millionth of the bounding box). Each piece's surviving
+  n turned round for a subtracted leaf, lies on the result's boundary when x - h·n is in
+  the result and x + h·n is not (h a millionth of the bounding box). This drops the
+  lower-dimensional "hairs" of the plain set operation, e.g. the edge that a square and
+  a subtracted square share (``contains`` still counts such an edge in, being exact and
+  cheap; it has no area, so no interior sample lands there except by a grid). Each piece's surviving
   share of its parametrisation is measured once (4096 scrambled Sobol' points, fixed
   seed), so pieces get boundary points by surviving measure.
 * ``normals``: those of the leaf whose boundary is nearest, turned round when the leaf
@@ -118,7 +121,11 @@ class _SetOperation(Domain):
             if x.shape[0] == 0:
                 return np.zeros(0, bool)
             out = sign * leaf.normals(x)
-            return self.contains(x) & ~self.contains(x + h * out)
+            # In the result on the inner side and not on the outer side: a piece of
+            # boundary with the result on one side only. (Pieces with the result on both
+            # sides or on neither, such as the shared edge of a cut, are dropped: the
+            # regularised set operation.)
+            return self.contains(x - h * out) & ~self.contains(x + h * out)
 
         return keep
 
