@@ -16,7 +16,7 @@ NU = 0.01 / math.pi
 # ------------------------------------------------------------------ Burgers (Cole-Hopf)
 
 def _burgers_grid():
-    x, t = np.meshgrid(np.linspace(-1, 1, 201), np.linspace(0, 1, 51))
+    x, t = np.meshgrid(np.linspace(-1, 1, 101), np.linspace(0, 1, 26))
     return x, t
 
 
@@ -61,7 +61,7 @@ def test_burgers_steepest_slope_matches_basdevant():
 
 def test_burgers_satisfies_the_pde():
     gen = torch.Generator().manual_seed(0)
-    xt = torch.rand(400, 2, generator=gen, dtype=torch.float64)
+    xt = torch.rand(200, 2, generator=gen, dtype=torch.float64)
     xt[:, 0] = 2 * xt[:, 0] - 1
     xt[:, 1] = 0.01 + 0.99 * xt[:, 1]
     xt.requires_grad_()
