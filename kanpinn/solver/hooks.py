@@ -160,7 +160,8 @@ class Progress(Hook):
 
 class Checkpointing(Hook):
     """Write the run's checkpoint every ``every`` steps (and, through the loop, at each
-    stage start and at the end)."""
+    stage start and at the end). Under data parallel every rank takes part (the snapshot
+    gathers every rank's points) and rank 0 writes."""
 
     def __init__(self, every):
         self.every = int(every)
@@ -189,7 +190,7 @@ class StopRules(Hook):
             run.stop_reason = f"target rel. L2 {self.target:g} reached"
 
 
-def builtin_hooks(opts, total_steps, desc, user_hooks=()):
+def builtin_hooks(opts, total_steps, desc, user_hooks=(), main=True):
     """The hooks that the solve options ask for, with the user's, in the order they run:
     point and weight updates first, then the user's hooks (which see the new points),
     then progress, checkpoints and stopping rules (which see everything the step did)."""
@@ -199,7 +200,7 @@ def builtin_hooks(opts, total_steps, desc, user_hooks=()):
     if opts["adaptive_weights"]:
         hooks.append(AdaptiveWeights.from_option(opts["adaptive_weights"]))
     hooks.extend(user_hooks)
-    if opts["progress"]:
+    if opts["progress"] and main:       # data parallel: rank 0 shows progress
         hooks.append(Progress(total_steps, desc))
     if opts["checkpoint"]:
         hooks.append(Checkpointing(opts["checkpoint_every"]))

@@ -40,7 +40,8 @@ class SolverWarning(UserWarning):
 
 def _warn(run, msg):
     run.note(msg)
-    warnings.warn(msg, SolverWarning, stacklevel=3)
+    if run.comm.is_main:            # data parallel: one process speaks for all
+        warnings.warn(msg, SolverWarning, stacklevel=3)
 
 
 def pick_optimizer(run):
@@ -76,6 +77,9 @@ def tick(run, info, t0):
     if run.global_step % every == 0 or run.global_step == 1:
         run.log(info.loss, info.parts)
     run.hooks.after_step(run, info)
+    if run.comm.world > 1:
+        # a stop rule read on one rank (its clock) must stop them all at the same step
+        run.stop = run.comm.any(run.stop)
 
 
 def run_stage(run):
@@ -154,7 +158,7 @@ def _finite_params(run):
 def _current_loss(run):
     with torch.no_grad():
         total, _ = run.loss.loss()
-    return float(total)
+    return run.comm.sum_float(total)
 
 
 def _guarded_phase(run, spec, stepper, offset, n, lr):

@@ -24,12 +24,16 @@ class Collocation:
     Sampling seeds are derived from (seed, round) so a run resumed from a checkpoint draws
     the same points as an unbroken one."""
 
-    def __init__(self, problem, n_interior, n_boundary, sampler, seed, dtype, device):
+    def __init__(self, problem, n_interior, n_boundary, sampler, seed, dtype, device, comm=None):
         for name, v in (("n_interior", n_interior), ("n_boundary", n_boundary)):
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise KanpinnError(f"{name} must be a positive integer, got {v!r}")
         self.problem, self.n_interior, self.n_boundary = problem, int(n_interior), int(n_boundary)
         self.sampler, self.seed, self.dtype, self.device = sampler, seed, dtype, device
+        # data parallel (kanpinn.solver.distributed): every rank draws the same points and
+        # keeps its rows; ``counts`` holds the global row count of each block
+        self.comm = comm
+        self.counts = {}
         self.round = 0
         self.sample(0)
 
@@ -48,11 +52,40 @@ class Collocation:
         method = self.sampler
         if interior is None:
             interior = self.problem.domain.sample_interior(self.n_interior, method, seed=self._seed(0))
-        self.interior = self._tensor(interior, grad=True)
+        self.interior = self._tensor(self._share("interior", interior), grad=True)
         self.conditions = []
         for i, cond in enumerate(self.problem.conditions):
             pts = cond.sample(self.problem.domain, self.n_boundary, method, seed=self._seed(i + 1))
-            self.conditions.append({k: self._tensor(v, grad=(k.startswith("x"))) for k, v in pts.items()})
+            n = len(next(iter(pts.values()))) if pts else 0
+            rows = self._shard(n, i)
+            self.conditions.append({k: self._tensor(np.asarray(v)[rows], grad=(k.startswith("x")))
+                                    for k, v in pts.items()})
+
+    def _shard(self, n, key):
+        comm = self.comm
+        if comm is None or comm.world == 1:
+            self.counts[key] = n
+            return slice(None)
+        if key != "interior" and n < comm.world:
+            # too few rows to split (a handful of data points): every rank keeps them all
+            # and counts them once per rank, so each holds 1/world of their weight
+            self.counts[key] = n * comm.world
+            return slice(None)
+        self.counts[key] = n
+        return comm.shard(n)
+
+    def _share(self, key, interior):
+        """This rank's rows of the interior set (all of them in one process)."""
+        interior = np.asarray(interior)
+        return interior[self._shard(len(interior), key)]
+
+    def all_interior(self):
+        """The interior points of every rank (for grid updates and checkpoints)."""
+        x = self.interior.detach()
+        if self.comm is None or self.comm.world == 1:
+            return x
+        from .distributed import gather_uneven
+        return gather_uneven(self.comm, x, self.counts["interior"])
 
     def state(self) -> dict:
         return {"round": self.round, "interior": self.interior.detach().cpu().numpy()}
@@ -123,18 +156,26 @@ class PINNLoss:
                 t = t * root[:, None]
             for c in range(t.shape[1]):
                 name = "pde" if len(terms) == 1 and t.shape[1] == 1 else f"pde_{ti}_{c}"
-                out.append((name, self.pde_weight, t[:, c]))
+                out.append((name, self.pde_weight * self._share_of("interior", t.shape[0]), t[:, c]))
                 self.group[name] = "pde"
-        for cname, cond, pts in zip(p.condition_names, p.conditions, self.colloc.conditions):
+        for ci, (cname, cond, pts) in enumerate(zip(p.condition_names, p.conditions, self.colloc.conditions)):
             mis = cond.misfit(self._u_fn(max(cond.jet_order, 0)), pts)
             if mis.dim() != 2:
                 raise KanpinnError(f"condition {cname} returned a misfit of shape {tuple(mis.shape)}")
-            w = float(self.weights.get(cname, cond.weight))
+            w = float(self.weights.get(cname, cond.weight)) * self._share_of(ci, mis.shape[0])
             for c in range(mis.shape[1]):
                 bname = cname if mis.shape[1] == 1 else f"{cname}_{c}"
                 out.append((bname, w, mis[:, c]))
                 self.group[bname] = cname
         return out
+
+    def _share_of(self, key, local_rows):
+        """The factor M_local / M_global that makes a rank's block mean its share of the
+        global mean (exactly 1 in one process)."""
+        colloc = self.colloc
+        if colloc.comm is None or colloc.comm.world == 1:
+            return 1.0
+        return local_rows / colloc.counts[key]
 
     @staticmethod
     def scaled(blocks):

@@ -85,6 +85,29 @@ def optimizer_name(obj) -> str:
     return getattr(cls, "__name__", type(obj).__name__)
 
 
+def sum_parts(comm, parts: dict) -> dict:
+    """Per-term losses summed over data-parallel ranks (each holds its share)."""
+    if comm.world == 1 or not parts:
+        return parts
+    keys = sorted(parts)
+    t = comm.sum_(torch.tensor([parts[k] for k in keys], dtype=torch.float64, device=getattr(comm, "device", None)))
+    return {k: float(v) for k, v in zip(keys, t.tolist())}
+
+
+def _sum_gradients(comm, opt):
+    """All-reduce the gradients of every parameter the optimiser holds, flattened into one
+    buffer (one collective per closure)."""
+    ps = [p for g in opt.param_groups for p in g["params"]]
+    for p in ps:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = comm.sum_(torch.cat([p.grad.reshape(-1) for p in ps]))
+    o = 0
+    for p in ps:
+        p.grad.copy_(flat[o:o + p.numel()].view_as(p.grad))
+        o += p.numel()
+
+
 def _trainable(run):
     return [p for p in run.model.parameters() if p.requires_grad] + list(run.params.values())
 
@@ -97,15 +120,18 @@ class TorchStepper:
         self.opt, self.run, self.kind = opt, run, kind
 
     def step(self) -> StepInfo:
-        opt, loss_fn = self.opt, self.run.loss
+        opt, loss_fn, comm = self.opt, self.run.loss, self.run.comm
         seen = {}
 
         def closure():
             opt.zero_grad(set_to_none=True)
             total, parts = loss_fn.loss()
             total.backward()
+            if comm.world > 1:              # every rank steps with the global loss and gradient
+                _sum_gradients(comm, opt)
+                total = comm.sum_(total.detach().clone())
             if "parts" not in seen:         # the state the step starts from
-                seen["parts"] = {k: float(v.detach()) for k, v in parts.items()}
+                seen["parts"] = sum_parts(comm, {k: float(v.detach()) for k, v in parts.items()})
             return total
 
         loss = float(opt.step(closure).detach())
@@ -128,7 +154,7 @@ class ResidualStepper:
 
     def step(self) -> StepInfo:
         loss, parts, accepted = self.inner.step()
-        return StepInfo(float(loss), dict(parts), bool(accepted), self.kind)
+        return StepInfo(float(loss), sum_parts(self.run.comm, dict(parts)), bool(accepted), self.kind)
 
     @property
     def lam(self):
@@ -159,7 +185,7 @@ def _lbfgs(run, lr):
 def _lm(run, lr):
     from .lm import LevenbergMarquardt
     params = [p for p in run.model.parameters() if p.requires_grad]
-    inner = LevenbergMarquardt(run.loss, params, list(run.params.values()), lam=run.lm_lam)
+    inner = LevenbergMarquardt(run.loss, params, list(run.params.values()), lam=run.lm_lam, comm=run.comm)
     return ResidualStepper(inner, run, "lm")
 
 

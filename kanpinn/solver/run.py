@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import torch
 
+import os
+
 from .checkpoint import save_checkpoint
+from .distributed import setup as setup_comm
 from .loss import Collocation, PINNLoss
 
 __all__ = ["Run", "resolve_device", "is_kan", "resize_like", "trainable", "predict", "error_metrics"]
@@ -12,8 +15,11 @@ __all__ = ["Run", "resolve_device", "is_kan", "resize_like", "trainable", "predi
 def resolve_device(name):
     from ..errors import KanpinnError
     if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is None and "LOCAL_RANK" in os.environ:
+        # one GPU per process under torchrun
+        dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise KanpinnError("device='cuda' was asked for but CUDA is not available; use device='auto' or 'cpu'")
     return dev
@@ -74,11 +80,14 @@ class Run:
         self.problem, self.model, self.opts = problem, model, opts
         self.dtype = torch.float64 if opts["dtype"] in ("float64", torch.float64) else torch.float32
         self.device = resolve_device(opts["device"])
+        if self.device.type == "cuda" and self.device.index is not None:
+            torch.cuda.set_device(self.device)
+        self.comm = setup_comm(self.device)
         model.to(device=self.device, dtype=self.dtype)
         self.params = {k: torch.tensor(float(v), dtype=self.dtype, device=self.device, requires_grad=True)
                        for k, v in (problem.parameters or {}).items()}
         self.colloc = Collocation(problem, opts["n_interior"], opts["n_boundary"], opts["sampler"],
-                                  opts["seed"], self.dtype, self.device)
+                                  opts["seed"], self.dtype, self.device, self.comm)
         self.loss = PINNLoss(problem, model, self.colloc, self.params, opts["weights"])
         self.test_x, self.test_u = _test_set(problem, opts["test_points"], self.dtype, self.device)
         self.history = {}
@@ -137,7 +146,7 @@ class Run:
             "stage": self.stage, "step_in_stage": self.step_in_stage, "global_step": self.global_step,
             "train_time": self.train_time, "history": {k: list(v) for k, v in self.history.items()},
             "opt_state": self.opt_state, "lm_lam": self.lm_lam,
-            "colloc_round": self.colloc.round, "interior": self.colloc.interior.detach().clone(),
+            "colloc_round": self.colloc.round, "interior": self.colloc.all_interior().clone(),
             "weights": dict(self.loss.weights), "fallbacks": dict(self.fallbacks),
             "best": best, "hooks": self.hooks.state_dict() if self.hooks is not None else {},
         }
@@ -168,5 +177,9 @@ class Run:
             self.hooks.load_state_dict(s.get("hooks") or {})
 
     def save(self):
+        """Write the checkpoint (rank 0 writes; under data parallel every rank takes
+        part, since the snapshot gathers every rank's points)."""
         if self.opts["checkpoint"]:
-            save_checkpoint(self.opts["checkpoint"], self.snapshot())
+            snap = self.snapshot()
+            if self.comm.is_main:
+                save_checkpoint(self.opts["checkpoint"], snap)

@@ -29,7 +29,7 @@ from . import auto
 from .checkpoint import load_checkpoint
 from .hooks import HookList, builtin_hooks
 from .loop import SolverWarning, run_stage, stage_plan
-from .optimizers import is_optimizer_spec, optimizer_name, registered_optimizers
+from .optimizers import is_optimizer_spec, optimizer_name, registered_optimizers, sum_parts
 from .run import Run, error_metrics, is_kan, resize_like, trainable
 
 __all__ = ["solve", "DEFAULTS", "SolverWarning"]
@@ -153,8 +153,6 @@ def solve(problem, model=None, **options):
     width_in = getattr(model, "width_in", d)
     if width_in != d:
         raise KanpinnError(f"the model takes {width_in} inputs but the domain has {d} variables {problem.variables}")
-    if opts["progress"] and choices.get("options"):
-        _print_choices(choices)
     torch.manual_seed(int(opts["seed"] or 0))
     pre_time = 0.0
     resuming = bool(opts["checkpoint"]) and os.path.exists(opts["checkpoint"])
@@ -162,12 +160,20 @@ def solve(problem, model=None, **options):
         pre_time = _multi_start(problem, model, options, opts)
     run = Run(problem, model, opts)
     run.train_time = pre_time
+    if run.comm.is_main and opts["progress"] and choices.get("options"):
+        _print_choices(choices)
     kan = is_kan(model)
     grids = list(opts["grids"]) if (kan and opts["grids"]) else [None]
     if not kan and opts["grids"] and len(opts["grids"]) > 1:
         warnings.warn("grids only apply to KANs; the MLP trains in one stage", SolverWarning)
     total = len(grids) * sum(n for _, n in stage_plan(run))
-    run.hooks = HookList(builtin_hooks(opts, total, problem.name or "solve", opts["hooks"] or ()))
+    run.hooks = HookList(builtin_hooks(opts, total, problem.name or "solve", opts["hooks"] or (),
+                                       main=run.comm.is_main))
+    if run.comm.world > 1:
+        run.comm.check_same("problem, model and options", {
+            "problem": problem.name, "variables": list(problem.variables), "domain": problem.domain.spec(),
+            "model": model.config() if hasattr(model, "config") else type(model).__name__,
+            "options": _jsonable_options(opts), "resuming": resuming})
 
     if resuming:
         run.restore(load_checkpoint(opts["checkpoint"]))
@@ -177,6 +183,10 @@ def solve(problem, model=None, **options):
                 model.set_input_range(problem.domain.lo, problem.domain.hi)
             if grids[0] is not None and grids[0] != model.layers[0].basis.grid:
                 model.extend_grid(grids[0])
+    if run.comm.world > 1:              # every rank starts from rank 0's model
+        with torch.no_grad():
+            for t in list(model.state_dict().values()) + list(run.params.values()):
+                run.comm.broadcast_(t)
 
     start = time.perf_counter()
     run.hooks.on_solve_start(run)
@@ -206,16 +216,18 @@ def _prepare_stage(run, grid):
     """Grid extension and update for the stage, and the first history row."""
     model = run.model
     t0 = time.perf_counter()
-    if is_kan(model) and grid is not None and grid != model.layers[0].basis.grid:
-        model.extend_grid(grid, run.colloc.interior.detach())
-    if is_kan(model) and run.opts["grid_update"]:
-        model.update_grid(run.colloc.interior.detach())
+    if is_kan(model):
+        x = run.colloc.all_interior()     # every rank's points: the grids stay identical
+        if grid is not None and grid != model.layers[0].basis.grid:
+            model.extend_grid(grid, x)
+        if run.opts["grid_update"]:
+            model.update_grid(x)
     run.opt_state = None
     run.train_time += time.perf_counter() - t0
     if run.global_step == 0:
         with torch.no_grad():
             total0, parts0 = run.loss.loss()
-        run.log(float(total0), {k: float(v) for k, v in parts0.items()})
+        run.log(run.comm.sum_float(total0), sum_parts(run.comm, {k: float(v) for k, v in parts0.items()}))
 
 
 def _print_choices(choices):
@@ -246,7 +258,7 @@ def _result(run, choices, wall, Result):
     model, problem = run.model, run.problem
     with torch.no_grad():
         final, parts = run.loss.loss()
-    metrics = {"loss": float(final), "wall_time": run.train_time, "elapsed": wall,
+    metrics = {"loss": run.comm.sum_float(final), "wall_time": run.train_time, "elapsed": wall,
                "n_parameters": int(sum(p.numel() for p in trainable(model))),
                "steps": run.global_step, "diverged": run.diverged}
     metrics.update(error_metrics(model, run.test_x, run.test_u))

@@ -1,0 +1,123 @@
+"""Data parallel on torch.distributed: 2 gloo processes on the CPU under torchrun."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import kanpinn as kp
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
+
+SCRIPT = textwrap.dedent('''
+    import json, math, os, sys
+    import numpy as np, torch
+    import kanpinn as kp
+    from kanpinn.solver import Hook
+
+    mode, out, optimizer, grids = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    rank = int(os.environ["RANK"])
+    torch.set_num_threads(1)
+    pi = math.pi
+    problem = kp.Problem(kp.Interval(-1.0, 1.0), lambda x, u: kp.laplacian(u, x) + pi ** 2 * torch.sin(pi * x),
+                         conditions=[kp.Dirichlet(0.0)], exact=lambda x: torch.sin(pi * x), name="p1")
+
+    class Die(Hook):
+        def after_step(self, run, info):
+            if run.global_step == 7:
+                raise KeyboardInterrupt("simulated kill")
+
+    hooks = [Die()] if mode == "kill" else []
+    ck = os.path.join(out, "run.ckpt.h5") if mode in ("kill", "resume") else None
+    seed = int(os.environ.get("SEED_OVERRIDE", "0")) if rank == 1 else 0
+    try:
+        res = kp.solve(problem, kp.KAN([1, 4, 1], seed=0), grids=grids, steps=6, optimizer=optimizer,
+                       lr=1e-2, n_interior=101, n_boundary=2, progress=False, seed=seed, hooks=hooks,
+                       checkpoint=ck, checkpoint_every=2)
+    except KeyboardInterrupt:
+        sys.exit(3)
+    except kp.KanpinnError as e:
+        print("KANPINN_ERROR", e, flush=True)
+        sys.exit(4)
+    x = np.linspace(-1, 1, 41)[:, None]
+    np.save(os.path.join(out, f"pred_{mode}_{rank}.npy"), res.predict(x))
+    np.save(os.path.join(out, f"loss_{mode}_{rank}.npy"), res.history["loss"])
+''')
+
+
+def _torchrun(tmp_path, mode, optimizer, env_extra=None, nproc=2, grids=(5, 10)):
+    script = tmp_path / "dp.py"
+    script.write_text(SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1", KANPINN_DIST_TIMEOUT="60", **(env_extra or {}))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_port", str(_free_port()), str(script), mode, str(tmp_path), optimizer, json.dumps(list(grids))]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _single(optimizer, grids):
+    pi = np.pi
+    problem = kp.Problem(kp.Interval(-1.0, 1.0), lambda x, u: kp.laplacian(u, x) + pi ** 2 * torch.sin(pi * x),
+                         conditions=[kp.Dirichlet(0.0)], exact=lambda x: torch.sin(pi * x), name="p1")
+    res = kp.solve(problem, kp.KAN([1, 4, 1], seed=0), grids=list(grids), steps=6, optimizer=optimizer, lr=1e-2,
+                   n_interior=101, n_boundary=2, progress=False, seed=0)
+    return res.predict(np.linspace(-1, 1, 41)[:, None]), res.history["loss"]
+
+
+@pytest.mark.parametrize("optimizer", ["lm", "adam"])
+def test_two_processes_train_the_same_model_as_one(tmp_path, optimizer):
+    proc = _torchrun(tmp_path, "plain", optimizer, grids=(5,))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    p0, p1 = (np.load(tmp_path / f"pred_plain_{r}.npy") for r in (0, 1))
+    np.testing.assert_array_equal(p0, p1)                       # every rank ends with the same model
+    single, single_loss = _single(optimizer, grids=(5,))
+    # the 2 ranks split exactly the 1-process point set: the same discrete problem, so
+    # the results agree to rounding (sums in another order). One grid only: refitting a
+    # deeper layer on a new grid amplifies rounding differences (its basis functions
+    # outside the data are undetermined), which would blur the comparison
+    np.testing.assert_allclose(np.load(tmp_path / "loss_plain_0.npy"), single_loss, rtol=1e-8)
+    np.testing.assert_allclose(p0, single, rtol=0, atol=1e-8 * np.abs(single).max())
+
+
+def test_grid_extension_checkpoint_and_resume_under_torchrun(tmp_path):
+    unbroken = _torchrun(tmp_path, "plain", "lm", grids=(5, 10))
+    assert unbroken.returncode == 0, unbroken.stderr[-3000:]
+    p0, p1 = (np.load(tmp_path / f"pred_plain_{r}.npy") for r in (0, 1))
+    np.testing.assert_array_equal(p0, p1)
+    x = np.linspace(-1, 1, 41)[:, None]
+    exact = np.sin(np.pi * x)
+    single, _ = _single("lm", grids=(5, 10))
+    err2, err1 = (np.linalg.norm(p - exact) / np.linalg.norm(exact) for p in (p0, single))
+    assert err2 < 2 * err1 and err2 < 0.1
+    # killed in stage 2, then resumed from the checkpoint that rank 0 wrote
+    killed = _torchrun(tmp_path, "kill", "lm")
+    assert killed.returncode != 0 and (tmp_path / "run.ckpt.h5").exists()
+    resumed = _torchrun(tmp_path, "resume", "lm")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for r in (0, 1):
+        np.testing.assert_allclose(np.load(tmp_path / f"pred_resume_{r}.npy"), p0, rtol=0, atol=1e-10)
+
+
+def test_mismatched_options_across_ranks_are_refused(tmp_path):
+    proc = _torchrun(tmp_path, "plain", "lm", env_extra={"SEED_OVERRIDE": "5"})
+    assert proc.returncode != 0
+    assert "disagree" in proc.stdout + proc.stderr
+
+
+def test_more_processes_than_points_is_refused():
+    import types
+    from kanpinn.solver.distributed import DistComm
+    four_ranks = types.SimpleNamespace(rank=0, world=4)
+    with pytest.raises(kp.KanpinnError, match="cannot be split across 4 processes"):
+        DistComm.shard(four_ranks, 3)
+    assert DistComm.shard(four_ranks, 9) == slice(0, None, 4)
