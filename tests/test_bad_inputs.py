@@ -88,6 +88,22 @@ def test_solve_option_is_refused_naming_it(options, culprit):
         assert text in str(err.value), (text, str(err.value))
 
 
+def _counting_problem(conditions=None):
+    calls = []
+
+    def residual(x, u):
+        calls.append(1)
+        return kp.partial(u, x, 0, 2) + 1.0
+
+    conditions = [kp.Dirichlet(0.0)] if conditions is None else conditions
+    return kp.Problem(kp.Interval(0, 1), residual, conditions), calls
+
+
+def _solve_tiny(problem, **options):
+    kp.solve(problem, kp.KAN([1, 2, 1], grid=3, seed=0),
+             **{"steps": 1, "n_interior": 8, "n_boundary": 2, "progress": False, **options})
+
+
 # The options kp.solve itself refuses before any work: the residual is never called.
 SOLVE_CASES = [({"stpes": 5}, "stpes"), ({"optimizer": "lbgfs"}, "lbgfs"), ({"dtype": "float16"}, "float16"),
                ({"steps": -1}, "steps")]
@@ -95,16 +111,37 @@ SOLVE_CASES = [({"stpes": 5}, "stpes"), ({"optimizer": "lbgfs"}, "lbgfs"), ({"dt
 
 @pytest.mark.parametrize("options, culprit", SOLVE_CASES, ids=lambda v: str(v)[:30])
 def test_solve_refuses_before_any_work(options, culprit):
-    calls = []
-
-    def residual(x, u):
-        calls.append(1)
-        return kp.partial(u, x, 0, 2) + 1.0
-
-    problem = kp.Problem(kp.Interval(0, 1), residual, [kp.Dirichlet(0.0)])
+    problem, calls = _counting_problem()
     with pytest.raises(KanpinnError, match=culprit):
-        kp.solve(problem, kp.KAN([1, 2, 1], grid=3, seed=0),
-                 **{"steps": 1, "n_interior": 8, "n_boundary": 2, "progress": False, **options})
+        _solve_tiny(problem, **options)
+    assert calls == []
+
+
+def _solve_source():
+    import importlib
+    import inspect
+    return inspect.getsource(importlib.import_module("kanpinn.solver.solve"))
+
+
+@pytest.mark.parametrize("options, culprit", OPTION_CASES, ids=lambda v: str(v)[:40])
+def test_solve_refuses_every_bad_option_before_any_work(options, culprit):
+    """Every schema case through kp.solve itself, once solve calls the schema (kanpinn.options)."""
+    if "validate_solve_options" not in _solve_source():
+        pytest.skip("kp.solve does not call kanpinn.options.validate_solve_options yet")
+    problem, calls = _counting_problem()
+    with pytest.raises(KanpinnError) as err:
+        _solve_tiny(problem, **options)
+    for text in culprit:
+        assert text in str(err.value), (text, str(err.value))
+    assert calls == []
+
+
+def test_solve_refuses_a_component_out_of_range_before_any_work():
+    if "check_model" not in _solve_source():
+        pytest.skip("kp.solve does not call Problem.check_model yet")
+    problem, calls = _counting_problem([kp.Dirichlet(0.0, component=1, name="wall")])
+    with pytest.raises(KanpinnError, match=r"conditions\[0\] \(Dirichlet 'wall'\) has component=1"):
+        _solve_tiny(problem)
     assert calls == []
 
 
