@@ -6,7 +6,7 @@ a line of documentation. ``kp.solve``, the command line's ``--set key=value`` an
 TOML presets all go through :func:`validate_solve_options` / :func:`check_option`, so a
 bad value is refused before any work, with one message format::
 
-    solve option 'lr': expected a number > 0, or None, got '0.1' (a string; write it without quotes)
+    solve option 'lr': expected a finite number > 0, or None, got '0.1' (a string; write it without quotes)
 
 Adding an option is one entry in :data:`SOLVE_OPTIONS`. The KAN and MLP constructors use
 :func:`check_kan_arguments` / :func:`check_mlp_arguments` the same way. Model ``dtype``
