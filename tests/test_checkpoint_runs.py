@@ -2,6 +2,8 @@
 are checked before any work."""
 import json
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -80,6 +82,48 @@ def test_residual_source_and_data_values_are_part_of_the_run():
     d1, d2 = _fp(problem=_problem(data=1.0)), _fp(problem=_problem(data=1.5))
     assert d1["problem"]["conditions"][1]["values"]["data"] != d2["problem"]["conditions"][1]["values"]["data"]
     assert d1["problem"]["conditions"][1]["values"]["shape"] == [1, 1]
+
+
+PROBLEM_FILE = """
+import numpy as np, torch, kanpinn as kp
+k = 2.0
+def residual(x, u):
+    return kp.partial(u, x, 0, 2) + k * torch.sin(x)
+problem = kp.Problem(kp.Interval(0, 1), residual,
+                     [kp.Dirichlet(lambda x: 0 * x, on=lambda x: x[:, 0] < 0.5), kp.Neumann(1.0),
+                      kp.Data(np.full((2, 1), 0.25), np.ones((2, 1)))],
+                     exact=lambda x: torch.sin(x), name="probe")
+"""
+FINGERPRINT_OF_FILE = """
+import json, sys
+import torch
+import kanpinn as kp
+from kanpinn.problem_file import load_problem
+from kanpinn.solver.checkpoint import run_fingerprint
+print(json.dumps(run_fingerprint(load_problem(sys.argv[1]), kp.KAN([1, 3, 1], grid=3),
+                                 {"seed": 0, "steps": 5, "optimizer": torch.optim.Adam, "tags": {"b", "a", "c"}})))
+"""
+
+
+def test_fingerprint_is_the_same_in_a_new_process(tmp_path):
+    # resuming happens in another process: hashes must not depend on addresses or hash seeds
+    from kanpinn.problem_file import load_problem
+    path = tmp_path / "probe.py"
+    path.write_text(PROBLEM_FILE)
+    run = subprocess.run([sys.executable, "-c", FINGERPRINT_OF_FILE, str(path)], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, PYTHONHASHSEED="12345"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    there = json.loads(run.stdout)
+    options = {"seed": 0, "steps": 5, "optimizer": torch.optim.Adam, "tags": {"c", "b", "a"}}
+    here = run_fingerprint(load_problem(str(path)), kp.KAN([1, 3, 1], grid=3), options)
+    assert here == there
+    cond = here["problem"]["conditions"]
+    assert cond[0]["value"] != cond[0]["on"]            # two lambdas on one line are told apart
+    assert here["options"]["optimizer"] == "torch.optim.adam.Adam" and here["options"]["tags"] == ["a", "b", "c"]
+    path.write_text(PROBLEM_FILE.replace("k = 2.0", "k = 3.0"))      # a global the residual reads
+    changed = run_fingerprint(load_problem(str(path)), kp.KAN([1, 3, 1], grid=3), options)
+    assert changed["problem"]["residual"] != here["problem"]["residual"]
+    assert changed["problem"]["conditions"] == here["problem"]["conditions"]
 
 
 def test_save_and_load_carry_the_fingerprint(tmp_path):

@@ -60,18 +60,32 @@ def _callable_id(fn, depth):
     """A hash of a callable's source (its code when the source cannot be read) and of the
     values it captures (closure cells, defaults), so that a changed residual, or the same
     lambda over another constant, gives another fingerprint."""
-    if inspect.isclass(fn) or inspect.isbuiltin(fn):
+    if inspect.isclass(fn) or inspect.isbuiltin(fn) or depth > 4:
         return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
     h = hashlib.sha256()
     try:
         h.update(inspect.getsource(fn).encode())
     except (OSError, TypeError):
-        code = getattr(fn, "__code__", None)
-        h.update(_code_bytes(code) if code is not None else type(fn).__qualname__.encode())
+        pass                                      # defined in a REPL or exec'd text
+    code = getattr(fn, "__code__", None)          # also tells apart two lambdas on one line
+    h.update(_code_bytes(code) if code is not None else type(fn).__qualname__.encode())
     captured = [c.cell_contents for c in (getattr(fn, "__closure__", None) or ()) if _filled(c)]
     captured += list(getattr(fn, "__defaults__", None) or ())
-    h.update(json.dumps(_describe(captured, depth + 1), sort_keys=True).encode())
+    glb = getattr(fn, "__globals__", {})
+    captured += [(name, glb[name]) for name in sorted(_global_names(code)) if name in glb
+                 and not inspect.ismodule(glb[name])]          # e.g. a constant the residual reads
+    h.update(json.dumps(_describe(captured, depth + 1), sort_keys=True, default=str).encode())
     return "sha256:" + h.hexdigest()[:16]
+
+
+def _global_names(code) -> set:
+    if code is None:
+        return set()
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if inspect.iscode(c):
+            names |= _global_names(c)
+    return names
 
 
 def _filled(cell):
@@ -100,12 +114,16 @@ def _describe(v, depth=0):
     if isinstance(v, np.ndarray):
         a = np.ascontiguousarray(v)
         return {"shape": list(a.shape), "dtype": str(a.dtype), "data": _digest(a.tobytes())}
+    if inspect.isclass(v):
+        return f"{v.__module__}.{v.__qualname__}"
     if depth > 4:
         return type(v).__qualname__
     if isinstance(v, dict):
         return {str(k): _describe(x, depth + 1) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_describe(x, depth + 1) for x in v]
+    if isinstance(v, (set, frozenset)):               # iteration order varies between processes
+        return sorted((_describe(x, depth + 1) for x in v), key=lambda x: json.dumps(x, sort_keys=True, default=str))
     if callable(v) and not hasattr(v, "__dict__") or inspect.isfunction(v) or inspect.ismethod(v):
         return _callable_id(v, depth)
     if isinstance(v, os.PathLike):
