@@ -2,6 +2,7 @@
 are checked before any work."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -193,3 +194,22 @@ def test_output_paths_are_checked_before_work(tmp_path):
     assert made.parent.is_dir()
     with pytest.raises(KanpinnError, match="result file"):
         kp.Result(kp.MLP([1, 2, 1]), None, {}, {}, {}).save("/nonexistent/dir/run.h5")
+
+
+def test_solve_refuses_to_resume_another_runs_checkpoint(tmp_path):
+    # the defect: another seed / point count / step count continued the old run silently,
+    # and another model failed with a raw torch RuntimeError
+    ckpt = tmp_path / "run.ckpt.h5"
+    base = dict(grids=[3], steps=2, n_interior=20, n_boundary=2, progress=False, checkpoint=str(ckpt))
+    first = kp.solve(_problem(), kp.KAN([1, 3, 1], grid=3, seed=0), **base)
+    assert ckpt.exists()
+    again = kp.solve(_problem(), kp.KAN([1, 3, 1], grid=3, seed=0), **base)      # the same run: resumes
+    assert len(again.history["step"]) == len(first.history["step"])
+    for change, model, words in [
+            (dict(seed=1), None, "options.seed: checkpoint 0, now 1"),
+            (dict(n_interior=30), None, "options.n_interior: checkpoint 20, now 30"),
+            (dict(steps=3), None, "options.steps: checkpoint 2, now 3"),
+            ({}, kp.KAN([1, 4, 1], grid=3, seed=0), "model.widths: checkpoint [1, 3, 1], now [1, 4, 1]")]:
+        with pytest.raises(KanpinnError, match=re.escape(words)) as err:
+            kp.solve(_problem(), model or kp.KAN([1, 3, 1], grid=3, seed=0), **dict(base, **change))
+        assert str(ckpt) in str(err.value) and "Remove the checkpoint" in str(err.value)
