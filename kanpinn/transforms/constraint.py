@@ -1,0 +1,244 @@
+"""Exact Dirichlet and initial conditions: u = g(x) + D(x)·N(x) (Sukumar & Srivastava 2022).
+
+D vanishes on the constrained parts (``distance.box_distance``: the spatial faces, and
+t = t0 to the power 1, or 2 when u_t(t0) is prescribed too), and the lifting g satisfies
+the conditions there, so u does whatever the network N is: the optimiser spends nothing
+on boundary misfit and the PDE residual alone shapes N.
+
+The lifting is built from the problem's own value functions, which users write for any
+x: with h the Dirichlet value, u0 and v0 the initial value and velocity,
+
+    g(x, t) = h(x, t) + [u0 - h](x, t0) + (t - t0)·[v0 - ∂h/∂t](x, t0)
+
+gives g = u0 and g_t = v0 at t0, and g = h on the lateral boundary where the data agree
+there (compatibility, checked numerically before the constraint is used). Its jet comes
+from autograd on those functions (no parameters involved).
+
+A file cannot hold a user's Python function (loading never executes code), so a model
+whose lifting uses callables is saved with its network and distance only; after loading
+it refuses to evaluate until ``attach(problem)`` gives the functions back. Constant
+values are stored and need nothing.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import KanpinnError
+from .distance import box_distance
+from .wrapper import ModelWrapper
+
+__all__ = ["HardConstraint", "Lifting", "hard_constraint_for"]
+
+
+def _call(fn, x, what):
+    out = fn(x)
+    if not isinstance(out, torch.Tensor):
+        out = torch.as_tensor(np.asarray(out, dtype=np.float64), dtype=x.dtype, device=x.device)
+    if out.dim() == 1 and out.shape[0] == x.shape[0]:
+        out = out[:, None]
+    if out.dim() == 0:
+        out = out.expand(x.shape[0], 1)
+    if out.dim() != 2 or out.shape[0] != x.shape[0]:
+        raise KanpinnError(f"hard constraint: the {what} function must return ({x.shape[0]}, 1) or "
+                           f"({x.shape[0]}, m), got {tuple(out.shape)}")
+    return out.to(x.dtype)
+
+
+class Lifting:
+    """g(x, t) from the values h (Dirichlet), u0, v0 (Initial): each None, a float or a
+    callable x -> (N, 1). ``t_col``/``t0``: the time column and start (None: no time)."""
+
+    def __init__(self, h=None, u0=None, v0=None, t_col=None, t0=None):
+        self.h, self.u0, self.v0, self.t_col, self.t0 = h, u0, v0, t_col, t0
+
+    @property
+    def serialisable(self):
+        return not any(callable(v) for v in (self.h, self.u0, self.v0))
+
+    def spec(self):
+        enc = lambda v: None if v is None else ("callable" if callable(v) else float(v))
+        return {"h": enc(self.h), "u0": enc(self.u0), "v0": enc(self.v0), "t_col": self.t_col, "t0": self.t0}
+
+    def _value(self, v, x, what):
+        if v is None:
+            return x.new_zeros(x.shape[0], 1)
+        if callable(v):
+            return _call(v, x, what)
+        return x.new_full((x.shape[0], 1), float(v))
+
+    def _at_t0(self, x):
+        cols = [x[:, i:i + 1] for i in range(x.shape[1])]
+        cols[self.t_col] = torch.full_like(cols[self.t_col], float(self.t0))
+        return torch.cat(cols, 1)
+
+    def value(self, x):
+        """g at x (differentiable in x)."""
+        g = self._value(self.h, x, "Dirichlet value")
+        if self.t_col is None:
+            return g
+        x0 = self._at_t0(x)
+        if self.u0 is not None:
+            g = g + self._value(self.u0, x0, "initial value") - self._value(self.h, x0, "Dirichlet value")
+        if self.v0 is not None:
+            vel = self._value(self.v0, x0, "initial velocity")
+            if callable(self.h):
+                x0 = x0.detach().requires_grad_(True) if not x0.requires_grad else x0
+                hv = self._value(self.h, x0, "Dirichlet value")
+                ht = torch.autograd.grad(hv.sum(), x0, create_graph=True, allow_unused=True)[0]
+                if ht is not None:
+                    vel = vel - ht[:, self.t_col:self.t_col + 1]
+            g = g + (x[:, self.t_col:self.t_col + 1] - float(self.t0)) * vel
+        return g
+
+    def jet(self, x, order):
+        """g (N, k), gradient (N, k, d), Hessian diagonal (N, k, d) or None: by autograd,
+        detached (the lifting has no parameters)."""
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            g = self.value(xr)
+            n, d = xr.shape
+            k = g.shape[1]
+            gg = xr.new_zeros(n, k, d)
+            hg = xr.new_zeros(n, k, d) if order >= 2 else None
+            for c in range(k):
+                if not g.requires_grad:
+                    break
+                first = torch.autograd.grad(g[:, c].sum(), xr, create_graph=order >= 2, allow_unused=True)[0]
+                if first is None:
+                    continue
+                gg[:, c] = first.detach()
+                if hg is not None and first.requires_grad:
+                    for j in range(d):
+                        sec = torch.autograd.grad(first[:, j].sum(), xr, retain_graph=True, allow_unused=True)[0]
+                        if sec is not None:
+                            hg[:, c, j] = sec[:, j].detach()
+        return g.detach(), gg, hg
+
+
+class HardConstraint(ModelWrapper):
+    """u = g(x) + D(x)·inner(x). ``factors``: ``box_distance``'s factor list (JSON-safe);
+    ``lifting``: a :class:`Lifting` (None after loading a model whose lifting needs the
+    problem's functions: ``attach(problem)`` restores it)."""
+
+    def __init__(self, inner, factors, lifting=None, lifting_spec=None):
+        super().__init__(inner)
+        self.factors = [(int(c), float(a), float(b), str(kind), int(p)) for c, a, b, kind, p in factors]
+        self.lifting = lifting
+        self._spec = lifting.spec() if lifting is not None else dict(lifting_spec or {})
+
+    @property
+    def width_in(self):
+        return getattr(self.inner, "width_in", None)
+
+    def config(self):
+        return {"type": "HardConstraint", "inner": self.inner.config(),
+                "factors": [list(f) for f in self.factors], "lifting": self._spec}
+
+    def attach(self, problem):
+        """Give back the problem's value functions after loading (see the module doc)."""
+        built = hard_constraint_for(problem)
+        if built is None or [list(f) for f in built[0]] != [list(f) for f in self.factors]:
+            raise KanpinnError("attach: this problem's conditions do not give the constraint the model was trained with")
+        self.lifting = built[1]
+        self._spec = self.lifting.spec()
+        return self
+
+    def _lift(self):
+        if self.lifting is None:
+            spec = self._spec
+            if any(spec.get(k) == "callable" for k in ("h", "u0", "v0")):
+                raise KanpinnError("this model enforces its conditions exactly through the problem's own value "
+                                   "functions, which a file cannot hold; call model.attach(problem) (or "
+                                   "result.model.attach(problem)) before predicting")
+            self.lifting = Lifting(spec.get("h"), spec.get("u0"), spec.get("v0"), spec.get("t_col"), spec.get("t0"))
+        return self.lifting
+
+    def set_input_range(self, lo, hi):
+        if hasattr(self.inner, "set_input_range"):
+            self.inner.set_input_range(lo, hi)
+        return self
+
+    def inner_inputs(self, x):
+        return x                        # the network takes x itself (it may embed it further)
+
+    def forward(self, x):
+        lift = self._lift()
+        D = box_distance(x, self.factors, 0)[0]
+        return lift.value(x).detach() + D * self.inner(x) if not x.requires_grad else lift.value(x) + D * self.inner(x)
+
+    def forward_jet(self, x, order=2):
+        lift = self._lift()
+        N, gN, hN = self.inner.forward_jet(x, order)
+        D, gD, hD = box_distance(x, self.factors, order)
+        g, gg, hg = lift.jet(x, order)
+        u = g + D * N
+        du = gg + gD * N[..., None] + D[..., None] * gN
+        d2u = None
+        if order >= 2:
+            d2u = hg + hD * N[..., None] + 2 * gD * gN + D[..., None] * hN
+        return u, du, d2u
+
+
+def hard_constraint_for(problem, n_check=64):
+    """(factors, Lifting, notes) enforcing what can be enforced exactly in ``problem``, or
+    None when nothing can: a Dirichlet condition on the whole boundary of a box (or a
+    SpaceTime over one) and initial conditions u(t0) (and u_t(t0)). Conditions with
+    ``on=``/``component=``, and other kinds, stay in the loss."""
+    from ..conditions import Dirichlet, Initial, Periodic
+    from ..domains import SpaceTime
+    dom = problem.domain
+    if not getattr(dom, "is_box", False):
+        return None
+    notes = []
+    is_time = isinstance(dom, SpaceTime)
+    d = dom.dim
+    periodic = [dom.variables.index(c.variable) for c in problem.conditions if isinstance(c, Periodic)]
+    dirichlet = [c for c in problem.conditions if isinstance(c, Dirichlet) and c.on is None and c.component is None]
+    initial = {c.derivative: c for c in problem.conditions if isinstance(c, Initial) and c.component is None
+               and c.derivative in (0, 1)}
+    if 1 in initial and 0 not in initial:
+        initial = {}
+    h = dirichlet[0].value if len(dirichlet) == 1 and not periodic else None
+    use_dir = len(dirichlet) == 1 and not periodic
+    u0 = initial[0].value if is_time and 0 in initial else None
+    v0 = initial[1].value if is_time and 1 in initial else None
+    space = list(range(d - 1 if is_time else d))
+    lift = Lifting(h if use_dir else None, u0, v0, d - 1 if is_time else None, float(dom.lo[-1]) if is_time else None)
+    rng = np.random.default_rng(0)
+    dtype = torch.get_default_dtype() if torch.get_default_dtype() == torch.float64 else torch.float64
+    if use_dir and u0 is not None:
+        # compatibility: the lifting matches h on the lateral boundary only if u0 = h there at t0
+        xb = torch.as_tensor(dom.sample_boundary(n_check, "uniform", seed=1), dtype=dtype)
+        xb[:, -1] = float(dom.lo[-1])
+        with torch.no_grad():
+            a, b = lift._value(u0, xb, "initial value"), lift._value(h, xb, "Dirichlet value")
+        scale = max(1.0, float(a.abs().max()))
+        if float((a - b).abs().max()) > 1e-8 * scale:
+            notes.append("initial and boundary values disagree at t0: the Dirichlet condition stays in the loss")
+            use_dir = False
+            lift.h = None
+    if periodic and u0 is not None:
+        # a lifting that is not periodic would break exact periodicity: check u0 and u0'
+        x = torch.as_tensor(dom.sample_interior(n_check, "uniform", seed=2), dtype=dtype)
+        x[:, -1] = float(dom.lo[-1])
+        for j in periodic:
+            lo_, hi_ = x.clone(), x.clone()
+            lo_[:, j], hi_[:, j] = float(dom.lo[j]), float(dom.hi[j])
+            jl, jh = lift.jet(lo_, 1)[:2], lift.jet(hi_, 1)[:2]
+            if float((jl[0] - jh[0]).abs().max()) > 1e-8 or float((jl[1] - jh[1]).abs().max()) > 1e-6:
+                notes.append("the initial value is not periodic with its derivative: the initial condition stays in the loss")
+                lift.u0 = lift.v0 = None
+                u0 = v0 = None
+                break
+    factors = []
+    if use_dir:
+        factors += [(j, float(dom.lo[j]), float(dom.hi[j]), "both", 1) for j in space]
+    if u0 is not None:
+        factors.append((d - 1, float(dom.lo[-1]), float(dom.hi[-1]), "low", 2 if v0 is not None else 1))
+    if not factors:
+        return None
+    enforced = (["dirichlet"] if use_dir else []) + (["initial"] if u0 is not None else []) + \
+               (["initial_t"] if v0 is not None else [])
+    notes.insert(0, "exact: " + ", ".join(enforced))
+    return factors, lift, notes

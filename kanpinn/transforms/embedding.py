@@ -1,0 +1,145 @@
+"""Input embedding: the problem's box onto the network's grid range, periodic variables
+onto circles.
+
+A KAN's grids start on [-1, 1]. Feeding it a box such as t ∈ [0, 5] or x ∈ [0, 100]
+directly forces the solver to re-place the grids by refitting the random initial spline
+far outside where it was drawn (extrapolated: loss 1e30 at the start, measured). Mapping
+every variable affinely onto [-1, 1] keeps the initial network as drawn, whatever the
+box. A periodic variable of period L becomes cos(2πk(x - lo)/L), sin(2πk(x - lo)/L) for
+k = 1..K: every function of these is periodic with all its derivatives, exactly.
+
+The jets follow by the chain rule: for the affine map a diagonal scaling of the inner
+model's jet; for the harmonics the inner KAN runs on the embedded input's own jet
+(``wrapper.run_layers``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..errors import KanpinnError
+from .wrapper import ModelWrapper, run_layers
+
+__all__ = ["Embedded", "embedded_width"]
+
+
+def embedded_width(d, periodic):
+    """Inputs of the inner model: one per plain variable, 2K per periodic one."""
+    return d + sum(2 * int(k) - 1 for k in periodic.values())
+
+
+class Embedded(ModelWrapper):
+    """``inner`` evaluated on the embedded input.
+
+    Args:
+        inner: a KAN (or an MLP when nothing is periodic) taking
+            ``embedded_width(d, periodic)`` inputs.
+        lo, hi: the box (d,) of the problem's variables.
+        periodic: {column index: harmonics K} of the periodic variables (period hi - lo).
+
+    Example:
+
+    >>> m = Embedded(kp.KAN([2, 5, 1], seed=0), lo=[0, 0], hi=[100, 5])
+    >>> m(torch.tensor([[50.0, 2.5]], dtype=torch.float64)).shape
+    torch.Size([1, 1])
+    """
+
+    def __init__(self, inner, lo, hi, periodic=None):
+        super().__init__(inner)
+        lo = np.asarray(lo, dtype=np.float64).reshape(-1)
+        hi = np.asarray(hi, dtype=np.float64).reshape(-1)
+        if lo.shape != hi.shape or not np.all(np.isfinite(lo)) or not np.all(np.isfinite(hi)) or np.any(hi <= lo):
+            raise KanpinnError(f"Embedded: need finite lo < hi of the same length, got lo={lo.tolist()}, hi={hi.tolist()}")
+        d = lo.size
+        periodic = {int(k): int(v) for k, v in (periodic or {}).items()}
+        for j, K in periodic.items():
+            if not 0 <= j < d or K < 1:
+                raise KanpinnError(f"Embedded: periodic maps a column in 0..{d - 1} to harmonics >= 1, got {j}: {K}")
+        self.periodic = dict(sorted(periodic.items()))
+        self.d = d
+        want = embedded_width(d, self.periodic)
+        got = getattr(inner, "width_in", want)
+        if got != want:
+            raise KanpinnError(f"Embedded: the inner model takes {got} inputs but the embedding gives {want} "
+                               f"({d} variables, periodic {self.periodic})")
+        if self.periodic and not hasattr(inner, "layers"):
+            raise KanpinnError("Embedded: a periodic embedding needs a KAN inside (its jets take the input's jet)")
+        dtype = next(inner.parameters()).dtype
+        self.register_buffer("lo", torch.tensor(lo, dtype=dtype))
+        self.register_buffer("hi", torch.tensor(hi, dtype=dtype))
+
+    @property
+    def width_in(self):
+        return self.d
+
+    def config(self):
+        return {"type": "Embedded", "inner": self.inner.config(),
+                "lo": self.lo.tolist(), "hi": self.hi.tolist(),
+                "periodic": {str(k): v for k, v in self.periodic.items()}}
+
+    def set_input_range(self, lo, hi):
+        """Move the box (the solver calls this with the domain's box); the inner model
+        keeps seeing [-1, 1]."""
+        with torch.no_grad():
+            self.lo.copy_(torch.as_tensor(np.asarray(lo, dtype=np.float64), dtype=self.lo.dtype))
+            self.hi.copy_(torch.as_tensor(np.asarray(hi, dtype=np.float64), dtype=self.hi.dtype))
+        return self
+
+    # ------------------------------------------------------------------ the map
+    def _map(self, x, order):
+        """z (N, dz), gz (N, dz, d), hz (N, dz, d) or None (order < 2)."""
+        n = x.shape[0]
+        L = self.hi - self.lo
+        zs, gs, hs = [], [], []
+        for j in range(self.d):
+            xj = x[:, j]
+            if j in self.periodic:
+                for k in range(1, self.periodic[j] + 1):
+                    w = 2 * math.pi * k / L[j]
+                    th = w * (xj - self.lo[j])
+                    c, s = torch.cos(th), torch.sin(th)
+                    zs += [c, s]
+                    gs += [(j, -w * s), (j, w * c)]
+                    hs += [(j, -w * w * c), (j, -w * w * s)]
+            else:
+                a = 2.0 / L[j]
+                zs.append(a * (xj - self.lo[j]) - 1.0)
+                gs.append((j, a.expand(n)))
+                hs.append((j, None))
+        z = torch.stack(zs, 1)
+        if order < 1:
+            return z, None, None
+        dz = z.shape[1]
+        gz = x.new_zeros(n, dz, self.d)
+        for r, (j, v) in enumerate(gs):
+            gz[:, r, j] = v
+        hz = None
+        if order >= 2:
+            hz = x.new_zeros(n, dz, self.d)
+            for r, (j, v) in enumerate(hs):
+                if v is not None:
+                    hz[:, r, j] = v
+        return z, gz, hz
+
+    def inner_inputs(self, x):
+        with torch.no_grad():
+            return self._map(torch.as_tensor(x, dtype=self.lo.dtype, device=self.lo.device), 0)[0]
+
+    def forward(self, x):
+        if x.dim() != 2 or x.shape[1] != self.d:
+            raise KanpinnError(f"Embedded: expected input of shape (N, {self.d}), got {tuple(x.shape)}")
+        return self.inner(self._map(x, 0)[0])
+
+    def forward_jet(self, x, order=2):
+        if x.dim() != 2 or x.shape[1] != self.d:
+            raise KanpinnError(f"Embedded: expected input of shape (N, {self.d}), got {tuple(x.shape)}")
+        if not self.periodic:
+            # affine per column: the inner jet (fast first-layer route) scaled by the chain rule
+            z = self._map(x, 0)[0]
+            u, g, h = self.inner.forward_jet(z, order)
+            a = 2.0 / (self.hi - self.lo)
+            return u, g * a, (None if h is None else h * a * a)
+        z, gz, hz = self._map(x, order)
+        return run_layers(self.inner, z, gz, hz if order >= 2 else None)
