@@ -135,11 +135,13 @@ class Polygon(Domain):
         return self._area
 
     def _segment_distances(self, x: np.ndarray) -> np.ndarray:
-        """(n, edges) exact distances of points to the edges."""
-        e = self._q - self._p
-        rel = x[:, None, :] - self._p[None]
-        s = np.clip(np.sum(rel * e, axis=2) / self._len**2, 0.0, 1.0)
-        return np.linalg.norm(rel - s[..., None] * e, axis=2)
+        """(n, edges) exact distances of points to the edges (per component: 2-D arrays
+        only, which is several times faster than norms over a third axis)."""
+        ex, ey = (self._q - self._p).T
+        rx = x[:, 0:1] - self._p[:, 0]
+        ry = x[:, 1:2] - self._p[:, 1]
+        s = np.clip((rx * ex + ry * ey) / self._len**2, 0.0, 1.0)
+        return np.hypot(rx - s * ex, ry - s * ey)
 
     def _inside(self, x: np.ndarray) -> np.ndarray:
         """Even-odd rule (strict interior; boundary points may go either way)."""
