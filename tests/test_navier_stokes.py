@@ -1,0 +1,147 @@
+"""Navier-Stokes problem files: Kovasznay flow (exact solution) and the lid-driven cavity
+at Re = 100 against the centreline tables of Ghia, Ghia & Shin (1982)."""
+import os
+import runpy
+
+import numpy as np
+import pytest
+import torch
+
+import kanpinn as kp
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KOVASZNAY = runpy.run_path(os.path.join(REPO, "problems", "kovasznay.py"))
+CAVITY = runpy.run_path(os.path.join(REPO, "problems", "lid_driven_cavity.py"))
+
+# Ghia, U., Ghia, K. N. & Shin, C. T. (1982). High-Re solutions for incompressible flow
+# using the Navier-Stokes equations and a multigrid method. J. Comput. Phys. 48, 387-411.
+# Table I: u along the vertical centreline x = 0.5, Re = 100 column (y, u).
+GHIA_TABLE_I = [
+    (1.0000, 1.00000), (0.9766, 0.84123), (0.9688, 0.78871), (0.9609, 0.73722),
+    (0.9531, 0.68717), (0.8516, 0.23151), (0.7344, 0.00332), (0.6172, -0.13641),
+    (0.5000, -0.20581), (0.4531, -0.21090), (0.2813, -0.15662), (0.1719, -0.10150),
+    (0.1016, -0.06434), (0.0703, -0.04775), (0.0625, -0.04192), (0.0547, -0.03717),
+    (0.0000, 0.00000)]
+# Table II: v along the horizontal centreline y = 0.5, Re = 100 column (x, v).
+GHIA_TABLE_II = [
+    (1.0000, 0.00000), (0.9688, -0.05906), (0.9609, -0.07391), (0.9531, -0.08864),
+    (0.9453, -0.10313), (0.9063, -0.16914), (0.8594, -0.22445), (0.8047, -0.24533),
+    (0.5000, 0.05454), (0.2344, 0.17527), (0.2266, 0.17507), (0.1563, 0.16077),
+    (0.0938, 0.12317), (0.0781, 0.10890), (0.0703, 0.10091), (0.0625, 0.09233),
+    (0.0000, 0.00000)]
+
+
+def _points(domain, n, seed=0):
+    return torch.as_tensor(domain.sample_interior(n, "sobol", seed=seed)).requires_grad_(True)
+
+
+# ---------------------------------------------------------------------------- Kovasznay
+def test_kovasznay_exact_solution_satisfies_the_equations_and_conditions():
+    problem, exact = KOVASZNAY["problem"], KOVASZNAY["exact"]
+    x = _points(problem.domain, 256)
+    for term in problem.residual_terms(x, exact(x), None):
+        assert term.shape == (256, 1) and float(term.detach().abs().max()) < 1e-12
+    # conditions: u, v on the walls, p at the pinned corner, all zero misfit on the exact field
+    colloc = kp.solver.loss.Collocation(problem, 16, 64, "sobol", 0, torch.float64, "cpu")
+    for cond, pts in zip(problem.conditions, colloc.conditions):
+        assert float(cond.misfit(exact, pts).abs().max()) < 1e-14
+
+
+def test_kovasznay_is_divergence_free_by_finite_differences():
+    """Independent of autograd and of the residual code: central differences of the
+    exact u and v, and the momentum equation's x component at one point."""
+    exact, Re, lam = KOVASZNAY["exact"], KOVASZNAY["Re"], KOVASZNAY["lam"]
+    assert abs(lam - (Re / 2 - np.sqrt(Re**2 / 4 + 4 * np.pi**2))) < 1e-15
+    h = 1e-4
+    x0 = torch.tensor([[0.3, 0.7]], dtype=torch.float64)
+    e = torch.eye(2, dtype=torch.float64) * h
+
+    def f(x):
+        return exact(x)[0]
+
+    d = [(f(x0 + e[i]) - f(x0 - e[i])) / (2 * h) for i in range(2)]          # ∂/∂x, ∂/∂y
+    dd = [(f(x0 + e[i]) - 2 * f(x0) + f(x0 - e[i])) / h**2 for i in range(2)]
+    w = f(x0)
+    assert abs(float(d[0][0] + d[1][1])) < 1e-7                              # u_x + v_y
+    mx = w[0] * d[0][0] + w[1] * d[1][0] + d[0][2] - (dd[0][0] + dd[1][0]) / Re
+    assert abs(float(mx)) < 1e-5
+
+
+def test_kovasznay_solve_small_budget():
+    """A short LM solve on the fast path: each field's relative L2 error falls well below
+    that of the starting network (loose: the issue's 1e-5 target is a bench figure)."""
+    problem = KOVASZNAY["problem"]
+    # measured (seed 0): relative L2 4e-3, 1.4e-2, 3.2e-2 for u, v, p
+    result = kp.solve(problem, kp.KAN([2, 12, 3], grid=5, k=3, seed=0), optimizer="lm", grids=[5], steps=20,
+                      n_interior=300, n_boundary=100, progress=False, seed=0, test_points=31)
+    x = torch.as_tensor(problem.domain.test_points(101))
+    ref = KOVASZNAY["exact"](x).numpy()
+    pred = result.predict(x)
+    rel = np.linalg.norm(pred - ref, axis=0) / np.linalg.norm(ref, axis=0)
+    assert np.all(rel < 0.1), rel
+
+
+# ------------------------------------------------------------------------------ cavity
+def test_ghia_tables_in_the_problem_file_are_the_published_values():
+    yu, u = np.array(GHIA_TABLE_I).T
+    xv, v = np.array(GHIA_TABLE_II).T
+    assert np.array_equal(CAVITY["GHIA_Y"], yu) and np.array_equal(CAVITY["GHIA_U"], u)
+    assert np.array_equal(CAVITY["GHIA_X"], xv) and np.array_equal(CAVITY["GHIA_V"], v)
+    # the extremes the paper's tables show for Re = 100
+    assert (u.min(), yu[u.argmin()]) == (-0.21090, 0.4531)
+    assert (v.max(), xv[v.argmax()]) == (0.17527, 0.2344)
+    assert (v.min(), xv[v.argmin()]) == (-0.24533, 0.8047)
+
+
+def test_cavity_lid_is_regularised_and_walls_are_no_slip():
+    lid, wall_u = CAVITY["lid"], CAVITY["wall_u"]
+    x = torch.tensor([[0.0, 1.0], [1.0, 1.0], [0.5, 1.0], [0.13, 1.0], [0.87, 1.0],
+                      [0.0, 0.3], [1.0, 0.6], [0.4, 0.0]], dtype=torch.float64)
+    u = wall_u(x)[:, 0]
+    assert float(u[0].abs()) < 1e-15 and float(u[1].abs()) < 1e-15             # corners
+    assert float(u[2]) == 1.0 and float(u[3:5].min()) > 0.99                    # the lid
+    assert float(u[5:].abs().max()) == 0.0                                      # other walls
+    assert torch.allclose(lid(x[:5]), wall_u(x[:5]))
+    problem = CAVITY["problem"]
+    assert problem.conditions[2].component == 2                                 # p pinned
+
+
+def test_centreline_deviation_reads_both_tables():
+    deviation = CAVITY["centreline_deviation"]
+
+    def ghia(x):                       # the tables themselves, looked up at their points
+        out = np.zeros((len(x), 3))
+        for i, (a, b) in enumerate(x):
+            if a == 0.5:
+                out[i, 0] = dict(GHIA_TABLE_I)[b]
+            if b == 0.5:
+                out[i, 1] = dict(GHIA_TABLE_II)[a]
+        return out
+
+    du, dv = deviation(ghia)
+    assert du.shape == (15,) and dv.shape == (15,)
+    assert np.abs(du).max() == 0.0 and np.abs(dv).max() == 0.0
+    du, dv = deviation(lambda x: np.zeros((len(x), 3)))
+    assert np.abs(du).max() == 0.84123 and np.abs(dv).max() == 0.24533
+
+
+def _cavity_deviation(widths, grids, steps, n_interior, n_boundary):
+    result = kp.solve(CAVITY["problem"], kp.KAN(widths, grid=grids[0], k=3, seed=0), optimizer="lm",
+                      grids=grids, steps=steps, n_interior=n_interior, n_boundary=n_boundary,
+                      progress=False, seed=0, test_points=11)
+    du, dv = CAVITY["centreline_deviation"](result.predict)
+    return max(np.abs(du).max(), np.abs(dv).max())
+
+
+def test_cavity_solve_small_budget_against_ghia():
+    """A short LM solve: the centreline values come within a loose 0.15 of the lid speed
+    of Ghia's (measured, seed 0: 0.068 on u, 0.10 on v). The issue's 1e-2 is the slow
+    test below."""
+    assert _cavity_deviation([2, 12, 3], [5], 20, 300, 400) < 0.15
+
+
+@pytest.mark.slow
+def test_cavity_meets_the_ghia_target():
+    """Issue target: every interior table value within 1e-2 of the lid speed (measured,
+    seed 0: 7.2e-3 on u, 5.6e-3 on v; 560 s of training on a heavily shared 2-core box)."""
+    assert _cavity_deviation([2, 12, 3], [5, 10], 20, 1000, 400) <= 1e-2
