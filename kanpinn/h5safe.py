@@ -110,8 +110,8 @@ class Reader:
             raise self.fail(where, "is missing (not a valid kanpinn file: that group is required)")
         return g
 
-    def members(self, group, where, max_members=10000):
-        """[(name, object)] of a group's hard links, in order."""
+    def names(self, group, where, max_members=10000):
+        """The names of a group's links (nothing resolved), at most ``max_members``."""
         try:
             n = len(group)
         except (OSError, ValueError) as e:
@@ -119,10 +119,13 @@ class Reader:
         if n > max_members:
             raise self.fail(where, f"holds {n} entries, more than {max_members}")
         try:
-            names = list(group.keys())
+            return list(group.keys())
         except (OSError, ValueError, UnicodeDecodeError) as e:
             raise self.fail(where, f"cannot be listed ({e})") from None
-        return [(k, self.child(group, k, f"{where}/{k}")) for k in names]
+
+    def members(self, group, where, max_members=10000):
+        """[(name, object)] of a group's hard links, in order."""
+        return [(k, self.child(group, k, f"{where}/{k}")) for k in self.names(group, where, max_members)]
 
     # ------------------------------------------------------------------ attributes
     def attr(self, obj, key, where, default=KeyError):

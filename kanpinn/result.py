@@ -277,18 +277,28 @@ class Result:
 
 # --------------------------------------------------------------------------- load
 
-def _check_state(reader, stored, cfg):
-    """The stored state's names, shapes and dtypes against what ``cfg`` implies, before
-    any model is allocated; returns the floating dtype."""
+def _implied_state(reader, names, cfg):
+    """The state shapes ``cfg`` implies, after checking that the stored tensor names are
+    those (a wrapper may add a few of its own): nothing is read or allocated yet."""
     from .models import state_shapes
     try:
         implied = state_shapes(cfg, "/model attribute 'config'")
     except KanpinnError as e:
         raise KanpinnError(f"{reader.path}: {e}") from None
-    missing = sorted(set(implied) - set(stored))
+    missing = sorted(set(implied) - set(names))
     if missing:
         raise reader.fail("/model/state", f"lacks {len(missing)} tensor(s) the model config needs: "
                                           f"{', '.join(missing[:5])}")
+    extra = sorted(set(names) - set(implied))
+    wrapper = cfg.get("type") not in ("KAN", "MLP")
+    if extra and (not wrapper or len(extra) > 100 or any(k.startswith("inner.") for k in extra)):
+        raise reader.fail("/model/state", f"holds {len(extra)} tensor(s) the model config does not have: "
+                                          f"{', '.join(extra[:5])}")
+    return implied
+
+
+def _check_state(reader, stored, implied):
+    """The stored shapes and dtypes against ``implied``; returns the floating dtype."""
     for name, shape in implied.items():
         if tuple(stored[name][0]) != tuple(shape):
             raise reader.fail(f"/model/state/{name}", f"has shape {tuple(stored[name][0])}, but the model "
@@ -320,9 +330,11 @@ def _read_all(reader, f):
     metrics = reader.json_attr(f, "metrics", "/")
     options = reader.json_attr(f, "options", "/", default={})
     cfg = reader.json_attr(model_g, "config", "/model")
-    stored = {k: (reader.dataset_info(ds, f"/model/state/{k}"), ds)
-              for k, ds in reader.members(state_g, "/model/state")}
-    dtype = _check_state(reader, {k: info for k, (info, _) in stored.items()}, cfg)
+    implied = _implied_state(reader, reader.names(state_g, "/model/state", max_members=100_000), cfg)
+    stored = {}
+    for k, ds in reader.members(state_g, "/model/state", max_members=100_000):
+        stored[k] = (reader.dataset_info(ds, f"/model/state/{k}"), ds)
+    dtype = _check_state(reader, {k: info for k, (info, _) in stored.items()}, implied)
     state = {k: torch.from_numpy(np.array(reader.read(ds, f"/model/state/{k}"))) for k, (_, ds) in stored.items()}
     history = {k: reader.read(ds, f"/history/{k}", ndim=(0, 1)).reshape(-1).astype(np.float64)
                for k, ds in reader.members(hist_g, "/history", max_members=1000)}

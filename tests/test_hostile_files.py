@@ -242,6 +242,9 @@ def test_bad_attributes_and_datasets_are_named(tmp_path):
     check(lambda f: _replace_ds(f, "test/u_exact", np.ones((20, 2))), r"/test/u_exact has shape \(20, 2\)")
     check(lambda f: f["problem"].attrs.__setitem__("variables", json.dumps([1, 2])), "'variables' of /problem")
     check(lambda f: f["model"].create_group("x") and f["model"].__delitem__("state"), "/model/state is missing")
+    check(lambda f: [f.create_dataset(f"model/state/extra{i}", data=np.ones(1)) for i in range(3)],
+          r"/model/state holds 3 tensor\(s\) the model config does not have: extra0")
+    check(lambda f: f.__delitem__("model/state/layers.1.coef"), r"/model/state lacks 1 tensor\(s\).*layers.1.coef")
 
 
 def _replace_ds(f, name, data):
