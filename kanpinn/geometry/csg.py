@@ -24,6 +24,8 @@ How each part of the Domain interface is built:
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -84,7 +86,6 @@ class _SetOperation(Domain):
             )
         self._scale = float(np.max(self.hi - self.lo))
         self._volume = self._estimate_volume()
-        self._pieces = self._surviving_pieces()
 
     # ---- construction ---------------------------------------------------------------
 
@@ -135,6 +136,11 @@ class _SetOperation(Domain):
     def volume(self) -> float:
         """Quasi-Monte Carlo estimate (see the module doc)."""
         return self._volume
+
+    @functools.cached_property
+    def _pieces(self) -> list[_Piece]:
+        # Measured on first use: the inner nodes of a nested expression never need theirs.
+        return self._surviving_pieces()
 
     def _boundary_pieces(self):
         return list(self._pieces)
