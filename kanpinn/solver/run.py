@@ -5,6 +5,7 @@ import torch
 
 import os
 
+from .. import metrics
 from .checkpoint import save_checkpoint
 from .distributed import setup as setup_comm
 from .loss import Collocation, PINNLoss
@@ -48,13 +49,11 @@ def predict(model, x, chunk=65536):
 
 
 def error_metrics(model, test_x, test_u):
-    """The test-set error metrics of ``model`` (empty without an exact solution)."""
+    """The test-set error metrics of ``model`` (``kanpinn.metrics``; empty without an
+    exact solution)."""
     if test_u is None:
         return {}
-    pred = predict(model, test_x)
-    diff = pred - test_u
-    return {"l2_relative": float(diff.norm() / test_u.norm().clamp_min(1e-300)),
-            "max_abs": float(diff.abs().max())}
+    return metrics.error_metrics(predict(model, test_x), test_u)
 
 
 def _test_set(problem, n_per_dim, dtype, device):
@@ -104,6 +103,7 @@ class Run:
         self.kind = None                 # the optimiser running now
         self.notes = []
         self.hooks = None                # the HookList, set by the loop
+        self.fingerprint = None          # which run a checkpoint belongs to (set by solve)
 
     # ------------------------------------------------------------------ states
     def state_copy(self):
@@ -123,7 +123,8 @@ class Run:
     def log(self, loss, parts):
         row = {"step": self.global_step, "loss": loss, "time": self.train_time}
         row.update({f"loss_{k}": v for k, v in parts.items()})
-        row.update(error_metrics(self.model, self.test_x, self.test_u))
+        errs = error_metrics(self.model, self.test_x, self.test_u)
+        row.update({k: errs[k] for k in metrics.SCALAR_KEYS if k in errs})
         for k, v in self.params.items():
             row[f"param_{k}"] = float(v.detach())
         if self.opts["adaptive_weights"]:
@@ -182,4 +183,4 @@ class Run:
         if self.opts["checkpoint"]:
             snap = self.snapshot()
             if self.comm.is_main:
-                save_checkpoint(self.opts["checkpoint"], snap)
+                save_checkpoint(self.opts["checkpoint"], snap, fingerprint=self.fingerprint)

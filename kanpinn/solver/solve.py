@@ -26,7 +26,8 @@ import torch
 
 from ..errors import KanpinnError
 from . import auto
-from .checkpoint import load_checkpoint
+from ..options import solve_defaults, validate_solve_options
+from .checkpoint import load_checkpoint, run_fingerprint
 from .hooks import HookList, builtin_hooks
 from .loop import SolverWarning, run_stage, stage_plan
 from .optimizers import is_optimizer_spec, optimizer_name, registered_optimizers, sum_parts
@@ -35,41 +36,13 @@ from .run import Run, error_metrics, is_kan, resize_like, trainable
 __all__ = ["solve", "DEFAULTS", "SolverWarning"]
 
 
-DEFAULTS = dict(
-    grids=None, steps=100, optimizer="auto", lr=None, adam_steps=None,
-    n_interior=2000, n_boundary=400, sampler="sobol", resample=None,
-    device="auto", dtype="float64", seed=0, checkpoint=None, checkpoint_every=50,
-    progress=True, weights=None, grid_update=True, log_every=None,
-    test_points=None, max_time=None, target=None, lbfgs_history=50,
-    starts=1, start_steps=20, adaptive_weights=False, hooks=None,
-)
-
-
-def _check_optimizer(name):
-    if not isinstance(name, str):
-        if is_optimizer_spec(name):
-            return
-        raise KanpinnError(f"optimizer must be a name or a torch.optim.Optimizer (class, instance or "
-                           f"factory), got {name!r}")
-    known = set(registered_optimizers()) | {"auto"}
-    parts = name.split("+")
-    if name not in known and not (len(parts) == 2 and all(p in known - {"auto"} for p in parts)):
-        raise KanpinnError(f"unknown optimizer {name!r}; choose one of {sorted(known)} or two joined by '+' "
-                           f"(e.g. 'adam+lbfgs')")
+# the defaults of every option, from the one schema (kanpinn.options.SOLVE_OPTIONS)
+DEFAULTS = solve_defaults()
 
 
 def _resolve(options):
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise KanpinnError(f"unknown solve option(s) {', '.join(unknown)}; known: {', '.join(sorted(DEFAULTS))}")
-    opts = dict(DEFAULTS)
-    opts.update(options)
-    _check_optimizer(opts["optimizer"])
-    if opts["dtype"] not in ("float32", "float64", torch.float32, torch.float64):
-        raise KanpinnError(f"dtype must be 'float32' or 'float64', got {opts['dtype']!r}")
-    if not isinstance(opts["steps"], (int, np.integer)) or opts["steps"] < 0:
-        raise KanpinnError(f"steps must be a non-negative integer, got {opts['steps']!r}")
-    return opts
+    """Every option checked (names, types, ranges) and the defaults filled in."""
+    return validate_solve_options(options, optimizers=tuple(registered_optimizers()))
 
 
 def _multi_start(problem, model, options, opts):
@@ -149,16 +122,20 @@ def solve(problem, model=None, **options):
     else:
         model, options, choices = auto.complete(problem, model, dict(options))
     opts = _resolve(options)
+    problem.check_model(int(getattr(model, "width_out", 1)))
     d = problem.domain.dim
     width_in = getattr(model, "width_in", d)
     if width_in != d:
         raise KanpinnError(f"the model takes {width_in} inputs but the domain has {d} variables {problem.variables}")
     torch.manual_seed(int(opts["seed"] or 0))
+    # which run a checkpoint belongs to: taken before anything changes the model
+    fingerprint = run_fingerprint(problem, model, opts)
     pre_time = 0.0
     resuming = bool(opts["checkpoint"]) and os.path.exists(opts["checkpoint"])
     if int(opts["starts"]) > 1 and not resuming:
         pre_time = _multi_start(problem, model, options, opts)
     run = Run(problem, model, opts)
+    run.fingerprint = fingerprint
     run.train_time = pre_time
     if run.comm.is_main and opts["progress"] and choices.get("options"):
         _print_choices(choices)
@@ -176,7 +153,7 @@ def solve(problem, model=None, **options):
             "options": _jsonable_options(opts), "resuming": resuming})
 
     if resuming:
-        run.restore(load_checkpoint(opts["checkpoint"]))
+        run.restore(load_checkpoint(opts["checkpoint"], fingerprint=fingerprint))
     if kan and not resuming:
         with torch.no_grad():
             if not pre_time:            # a multi-start winner already sits on the domain
