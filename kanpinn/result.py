@@ -71,6 +71,16 @@ def _jsonable(v):
     return str(v)
 
 
+def _nonfinite_back(v):
+    """Undo ``_jsonable``'s spelling of nan/inf as strings (JSON has no such numbers), so
+    that a NaN metric reads back as the float NaN, not as the text "nan"."""
+    if isinstance(v, dict):
+        return {k: _nonfinite_back(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_nonfinite_back(x) for x in v]
+    return float(v) if v in ("nan", "inf", "-inf") else v
+
+
 def _model_place(model):
     for t in list(model.parameters()) + list(model.buffers()):
         if t.is_floating_point():
@@ -429,7 +439,7 @@ def load(path, max_bytes=None):
     model.eval()
     test_x, test_u = _check_test_set(path, model, d)
     metrics, options = d["metrics"], d["options"]
-    res = Result(model, None, d["history"], metrics if isinstance(metrics, dict) else {},
+    res = Result(model, None, d["history"], _nonfinite_back(metrics) if isinstance(metrics, dict) else {},
                  options if isinstance(options, dict) else {}, test_x=test_x, test_u=test_u,
                  variables=d["variables"] or None, domain_spec=d["domain_spec"])
     res._name = d["name"]

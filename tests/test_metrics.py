@@ -99,3 +99,16 @@ def test_result_errors_uses_the_same_metric():
     wrong = Result(model, None, {}, {}, {}, test_x=x, test_u=np.zeros((11, 1)))
     with pytest.raises(KanpinnError, match=r"\(11, 2\).*\(11, 1\)"):
         wrong.errors()
+
+
+def test_nan_metric_survives_a_file_round_trip(tmp_path):
+    from kanpinn.result import load
+    model = MLP([1, 4, 1], seed=0, dtype=torch.float64)
+    x = np.linspace(0, 1, 5)[:, None]
+    r = Result(model, None, {}, {}, {}, test_x=x, test_u=np.zeros((5, 1)))
+    r.metrics.update(r.error_metrics())
+    r.save(tmp_path / "run.h5")
+    back = load(tmp_path / "run.h5").metrics
+    assert isinstance(back["l2_relative"], float) and math.isnan(back["l2_relative"])
+    assert back["l2_absolute"] == r.metrics["l2_absolute"] and back["l2_note"] == r.metrics["l2_note"]
+
