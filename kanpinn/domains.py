@@ -845,7 +845,8 @@ class SpaceTime(Domain):
     def __init__(self, space: Domain, t=(0.0, 1.0)):
         if not isinstance(space, Domain):
             raise KanpinnError(
-                f"SpaceTime: space must be a kanpinn domain (Interval, Rectangle, Box, Disk), "
+                f"SpaceTime: space must be a kanpinn domain (Interval, Rectangle, Box, Disk, Polygon, "
+                f"Ball, or a set operation such as Rectangle - Disk), "
                 f"got {type(space).__name__}"
             )
         if isinstance(space, SpaceTime):
