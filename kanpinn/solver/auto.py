@@ -188,6 +188,11 @@ def complete(problem, model, options: dict):
     if is_kan:
         grid0 = int(getattr(model, "grid", 5))
         _schedule(info, options, choices, grid0)
+        if any(m for _, m in getattr(model, "widths", ())):
+            # multiplication nodes: most single starts stop in a mixed local minimum
+            # (heat_1d: 1 of 8 seeds reaches the separable solution; 16 starts: 7 of 8)
+            _set(options, choices, "starts", 16, "a KAN with multiplication nodes has poor local minima "
+                 "that other random starts avoid; the best of 16 short starts is trained")
     from ..transforms.wrapper import ModelWrapper
     if is_kan and not isinstance(model, ModelWrapper) and not info["box_is_unit"] \
             and getattr(model, "width_in", None) == info["dimension"]:

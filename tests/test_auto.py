@@ -1,0 +1,90 @@
+"""Auto mode: the problem's classification, the model and methods chosen, user options
+winning, and the choices visible in Result.options and printed."""
+import json
+import math
+
+import pytest
+import torch
+
+import kanpinn as kp
+from kanpinn.errors import KanpinnError
+from kanpinn.solver.auto import classify, complete, plan
+from kanpinn.solver.causal import CausalWeights
+from kanpinn.transforms import Embedded, HardConstraint
+
+pi = math.pi
+
+
+def wave():
+    return kp.Problem(kp.SpaceTime(kp.Interval(0, 1), t=(0, 1)),
+                      lambda x, u: kp.partial(u, x, 1, 2) - kp.partial(u, x, 0, 2),
+                      [kp.Dirichlet(0.0), kp.Initial(lambda x: torch.sin(pi * x[:, 0:1])), kp.Initial(0.0, derivative=1)],
+                      exact=lambda x: torch.sin(pi * x[:, 0:1]) * torch.cos(pi * x[:, 1:2]))
+
+
+def periodic():
+    return kp.Problem(kp.SpaceTime(kp.Interval(-1, 1), t=(0, 1)),
+                      lambda x, u: kp.partial(u, x, 1) - 0.01 * kp.partial(u, x, 0, 2),
+                      [kp.Periodic("x"), kp.Initial(lambda x: torch.cos(pi * x[:, 0:1]))])
+
+
+def test_classify_reads_time_order_periodicity_and_box():
+    info = classify(wave())
+    assert (info["dimension"], info["time_dependent"], info["time_order"], info["outputs"]) == (2, True, 2, 1)
+    info = classify(periodic())
+    assert info["periodic"] == ["x"] and info["time_order"] == 1 and info["box_is_unit"]
+    big = kp.Problem(kp.Interval(0, 100), lambda x, u: kp.partial(u, x, 0, 2), [kp.Dirichlet(0.0)])
+    assert not classify(big)["box_is_unit"] and classify(big)["time_order"] == 0
+
+
+def test_plan_switches_on_the_methods_the_problem_needs():
+    model, opts, ch = plan(wave(), {})
+    assert isinstance(model, HardConstraint)
+    assert "initial_t" in ch["methods"]["hard_constraints"]["enforced"]
+    assert any(isinstance(h, CausalWeights) for h in opts["hooks"])
+    assert opts["grids"] == [5, 10, 20] and opts["optimizer"] == "lm" and opts["max_time"] > 0
+    json.dumps(ch)                                     # JSON-safe
+    model, opts, ch = plan(periodic(), {})
+    emb = model if isinstance(model, Embedded) else model.inner
+    assert isinstance(emb, Embedded) and emb.periodic == {0: 2} and emb.inner.width_in == 5
+    assert any("periodic" in n for n in ch["notes"])
+
+
+def test_user_options_win_and_are_reported_as_kept():
+    model, opts, ch = plan(wave(), {"grids": [3], "steps": 2, "max_time": 5.0})
+    assert opts["grids"] == [3] and opts["steps"] == 2 and opts["max_time"] == 5.0
+    assert set(ch["kept"]) >= {"grids", "steps", "max_time"}
+    own = CausalWeights(chunks=4)
+    _, opts, ch = plan(wave(), {"hooks": [own]})
+    assert opts["hooks"] == [own] and "causal_weighting" in ch["kept"]
+
+
+def test_unclassifiable_problem_gets_a_default_and_says_so():
+    prob = kp.Problem(kp.Disk([0, 0], 1), lambda x, u: kp.laplacian(u, x) - 1.0, [kp.Neumann(0.5)])
+    model, opts, ch = plan(prob, {})
+    assert model.width_in == 2 and opts["grids"] == [5, 10, 20]
+    assert any("not a box" in n for n in ch["notes"])
+    assert any("no exact solution" in n for n in ch["notes"])
+    with pytest.raises(KanpinnError, match="dict"):
+        plan(prob, ["grids"])
+
+
+def test_complete_gives_grid_extension_and_normalises_a_large_box():
+    prob = kp.Problem(kp.Rectangle([-1, -1], [1, 1]), lambda x, u: kp.laplacian(u, x), [kp.Dirichlet(0.0)])
+    kan = kp.KAN([2, 10, 1], grid=4)
+    model, opts, ch = complete(prob, kan, {"steps": 7})
+    assert model is kan and opts["grids"] == [4, 8, 16] and opts["steps"] == 7
+    big = kp.Problem(kp.Interval(0, 100), lambda x, u: kp.partial(u, x, 0, 2), [kp.Dirichlet(0.0)])
+    kan = kp.KAN([1, 3, 1])
+    model, _, ch = complete(big, kan, {})
+    assert isinstance(model, Embedded) and model.inner is kan and "embedding" in ch["methods"]
+
+
+def test_solve_without_model_records_and_prints_the_choices(capsys):
+    prob = wave()
+    res = kp.solve(prob, grids=[3], steps=2, n_interior=40, n_boundary=8, test_points=11, progress=True)
+    auto = res.options["auto"]
+    assert auto["mode"] == "plan" and "hard_constraints" in auto["methods"]
+    assert math.isfinite(res.metrics["l2_relative"])
+    out = capsys.readouterr()
+    assert "auto mode" in out.out + out.err and "hard constraints" in out.out + out.err

@@ -1,0 +1,87 @@
+"""The methods for hard PDEs, each on a tiny budget: causal weighting (weights against a
+hand computation, the solve hook), and exact constraints inside kp.solve."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import kanpinn as kp
+from kanpinn.errors import KanpinnError
+from kanpinn.solver.causal import CausalWeights
+from kanpinn.solver.loss import Collocation
+
+pi = math.pi
+
+
+def heat(t1=1.0):
+    return kp.Problem(kp.SpaceTime(kp.Interval(0, 1), t=(0, t1)),
+                      lambda x, u: kp.partial(u, x, 1) - 0.1 * kp.partial(u, x, 0, 2),
+                      [kp.Dirichlet(0.0), kp.Initial(lambda x: torch.sin(pi * x[:, 0:1]))],
+                      exact=lambda x: torch.sin(pi * x[:, 0:1]) * torch.exp(-0.1 * pi ** 2 * x[:, 1:2]))
+
+
+def test_causal_weights_match_a_hand_computation():
+    hook = CausalWeights(chunks=3, levels=(0.1, 1.0))
+    w = hook.weights(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    assert torch.allclose(w, torch.tensor([1.0, math.exp(-0.1), math.exp(-0.3)], dtype=torch.float64))
+
+
+class _Run:
+    """The few fields of a solver run the hook reads."""
+
+    def __init__(self, problem, model, n=60):
+        self.problem, self.model, self.params = problem, model, {}
+        self.colloc = Collocation(problem, n, 4, "sobol", 0, torch.float64, torch.device("cpu"))
+
+        class _Loss:
+            interior_weights = None
+        self.loss = _Loss()
+
+
+def test_chunk_losses_are_per_chunk_mean_squared_residuals():
+    prob = heat()
+    model = kp.KAN([2, 3, 1], k=3, seed=0).double()
+    run = _Run(prob, model)
+    hook = CausalWeights(chunks=4)
+    idx, losses = hook.chunk_losses(run)
+    x = run.colloc.interior.detach().clone().requires_grad_(True)
+    u = model(x)
+    g = torch.autograd.grad(u.sum(), x, create_graph=True)[0]
+    uxx = torch.autograd.grad(g[:, 0].sum(), x)[0][:, 0]
+    r2 = (g[:, 1] - 0.1 * uxx).detach() ** 2
+    chunk = np.minimum((x[:, 1].detach().numpy() * 4).astype(int), 3)
+    for i in range(4):
+        assert abs(float(losses[i]) - float(r2[torch.as_tensor(chunk == i)].mean())) < 1e-10
+    hook.before_step(run)
+    w = run.loss.interior_weights
+    assert w.shape == (60,) and float(w.max()) <= 1.0 and torch.allclose(w, hook.weights(losses)[idx])
+
+
+def test_causal_level_rises_once_every_chunk_is_fitted():
+    hook = CausalWeights(chunks=4, levels=(0.01, 0.1, 1.0))
+    run = _Run(heat(), lambda x: torch.sin(pi * x[:, 0:1]) * torch.exp(-0.1 * pi ** 2 * x[:, 1:2]))
+    hook.before_step(run)               # the exact solution: residuals ~0, all weights 1
+    assert hook.level == 2 and hook.last_min > 0.99
+
+
+def test_causal_hook_in_a_solve_and_bad_use():
+    res = kp.solve(heat(), kp.KAN([2, 4, 1], k=3, seed=0), grids=[4], steps=3, n_interior=60,
+                   n_boundary=10, test_points=11, progress=False, hooks=[CausalWeights(chunks=4)])
+    assert math.isfinite(res.metrics["l2_relative"]) and res.metrics["l2_relative"] < 1.0
+    poisson = kp.Problem(kp.Interval(0, 1), lambda x, u: kp.partial(u, x, 0, 2), [kp.Dirichlet(0.0)])
+    with pytest.raises(KanpinnError, match="SpaceTime"):
+        kp.solve(poisson, kp.KAN([1, 2, 1]), grids=[3], steps=1, progress=False, hooks=[CausalWeights()])
+    with pytest.raises(KanpinnError, match="chunks"):
+        CausalWeights(chunks=1)
+
+
+def test_exact_constraints_inside_solve_leave_no_condition_misfit():
+    from kanpinn.transforms import HardConstraint, hard_constraint_for
+    prob = heat()
+    factors, lifting, _ = hard_constraint_for(prob)
+    model = HardConstraint(kp.KAN([2, 4, 1], k=3, seed=0), factors, lifting)
+    res = kp.solve(prob, model, grids=[4], steps=3, n_interior=80, n_boundary=16, test_points=11, progress=False)
+    assert res.history["loss_dirichlet"].max() < 1e-28
+    assert res.history["loss_initial"].max() < 1e-28
+    assert res.metrics["l2_relative"] < 0.5
