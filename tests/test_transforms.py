@@ -96,6 +96,26 @@ def test_hard_constraint_jet_and_exact_conditions():
     assert torch.allclose(du[:, 0, 1:2].detach(), torch.sin(pi * s), atol=1e-13, rtol=0)
 
 
+def test_hard_constraint_with_a_time_dependent_boundary_value():
+    """Dirichlet h(x, t) callable with u_t(t0) prescribed (the lifting differentiates h)."""
+    exact = lambda x: x[:, 0:1] * torch.cos(5 * pi * x[:, 1:2]) + (x[:, 0:1] * x[:, 1:2]) ** 3
+    prob = kp.Problem(kp.SpaceTime(kp.Interval(0, 1), t=(0, 1)),
+                      lambda x, u: kp.partial(u, x, 1, 2) - kp.partial(u, x, 0, 2),
+                      [kp.Dirichlet(exact), kp.Initial(lambda x: x[:, 0:1]), kp.Initial(0.0, derivative=1)])
+    factors, lifting, notes = hard_constraint_for(prob)
+    assert "initial_t" in notes[0] and "dirichlet" in notes[0]
+    model = HardConstraint(kp.KAN([2, 4, 1], k=5, seed=4, dtype=D64), factors, lifting)
+    assert_jet_matches(model, box_points([0, 0], [1, 1]))
+    s = torch.linspace(0, 1, 11, dtype=D64)[:, None]
+    for face in (0.0, 1.0):
+        xb = torch.cat([torch.full_like(s, face), s], 1)
+        assert torch.allclose(model(xb), exact(xb), atol=1e-13, rtol=0)
+    x0 = torch.cat([s, torch.zeros_like(s)], 1).requires_grad_(True)
+    u, du, _ = model.forward_jet(x0, 2)
+    assert torch.allclose(u.detach(), s, atol=1e-14, rtol=0)
+    assert float(du[:, 0, 1].abs().max()) < 1e-12
+
+
 def test_hard_constraint_skips_incompatible_or_unsupported_data():
     prob = wave_problem(h=1.0)        # u0 = 0 != 1 on the boundary at t0
     factors, lifting, notes = hard_constraint_for(prob)
