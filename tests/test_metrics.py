@@ -112,3 +112,21 @@ def test_nan_metric_survives_a_file_round_trip(tmp_path):
     assert isinstance(back["l2_relative"], float) and math.isnan(back["l2_relative"])
     assert back["l2_absolute"] == r.metrics["l2_absolute"] and back["l2_note"] == r.metrics["l2_note"]
 
+
+
+def test_solver_reports_the_same_metric():
+    import kanpinn as kp
+    problem = kp.Problem(kp.Interval(0, 1), lambda x, u: kp.partial(u, x, 0, 2), [kp.Dirichlet(0.0)],
+                         exact=lambda x: 0 * x)                      # the defect: l2_relative = 4e301
+    res = kp.solve(problem, kp.KAN([1, 3, 1], grid=3, seed=0), grids=[3], steps=2, n_interior=20, n_boundary=2,
+                   progress=False)
+    m = res.metrics
+    assert math.isnan(m["l2_relative"]) and "l2_note" in m
+    assert m["l2_absolute"] == pytest.approx(res.error_metrics()["l2_absolute"], rel=1e-12)
+    assert m["l2_absolute"] == pytest.approx(float(np.sqrt(np.mean(res.predict(res.test_x) ** 2))), rel=1e-12)
+    assert np.isnan(res.history["l2_relative"]).all() and np.isfinite(res.history["l2_absolute"]).all()
+    two = kp.Problem(kp.Interval(0, 1), lambda x, u: kp.partial(u, x, 0, 2), [kp.Dirichlet(0.0)],
+                     exact=lambda x: torch.cat([x, x], 1))           # the defect: broadcast, l2 0.998
+    with pytest.raises(KanpinnError, match=r"exact\(x\) returns 2 column\(s\) but the model has 1 output"):
+        kp.solve(two, kp.KAN([1, 3, 1], grid=3, seed=0), grids=[3], steps=2, n_interior=20, n_boundary=2,
+                 progress=False)
