@@ -70,6 +70,8 @@ class KAN(nn.Module):
         self.widths = parse_widths(widths)
         self.k, self.basis_kind, self.grid_eps = int(k), basis, float(grid_eps)
         self.noise_scale = noise_scale
+        # None: kp.solve seeds the initialisation from its own seed (repeatable runs)
+        self.init_seed = seed
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         layers = []
         for (s_in, m_in), (s_out, m_out) in zip(self.widths[:-1], self.widths[1:]):

@@ -88,6 +88,7 @@ class MLP(nn.Module):
         seed = a["seed"]
         dtype = a["dtype"] or torch.get_default_dtype()
         self.linears = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in zip(self.widths[:-1], self.widths[1:]))
+        self.init_seed = seed       # None: kp.solve seeds the initialisation (repeatable runs)
         self.reset_parameters(seed)
 
     @torch.no_grad()

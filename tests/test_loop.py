@@ -239,3 +239,18 @@ def test_max_time_returns_the_best_state_and_a_note():
     assert res.metrics["steps"] < 10_000
     assert any("max_time" in n for n in res.metrics.get("notes", []))
     assert res.metrics["loss"] <= _min_history_loss(res) * (1 + 1e-9)
+
+
+def test_solve_seed_makes_runs_with_unseeded_models_repeatable():
+    # issue 13: solve(seed=s) is repeatable even when the model was built without a seed
+    a = kp.solve(poisson_1d(), kp.KAN([1, 3, 1]), grids=[5], steps=5, optimizer="lm", seed=3, **FAST)
+    b = kp.solve(poisson_1d(), kp.KAN([1, 3, 1]), grids=[5], steps=5, optimizer="lm", seed=3, **FAST)
+    c = kp.solve(poisson_1d(), kp.KAN([1, 3, 1]), grids=[5], steps=5, optimizer="lm", seed=4, **FAST)
+    x = np.linspace(-1, 1, 7)[:, None]
+    np.testing.assert_array_equal(a.predict(x), b.predict(x))
+    assert not np.array_equal(a.predict(x), c.predict(x))
+    # a model that a solve trained continues from its weights (it is not re-drawn)
+    model = a.model
+    before = model(torch.tensor([[0.3]], dtype=torch.float64)).item()
+    again = kp.solve(poisson_1d(), model, grids=[5], steps=0, optimizer="lm", seed=9, grid_update=False, **FAST)
+    assert again.model(torch.tensor([[0.3]], dtype=torch.float64)).item() == pytest.approx(before, abs=1e-12)

@@ -128,6 +128,7 @@ def solve(problem, model=None, **options):
     if width_in != d:
         raise KanpinnError(f"the model takes {width_in} inputs but the domain has {d} variables {problem.variables}")
     torch.manual_seed(int(opts["seed"] or 0))
+    _seed_fresh_model(model, opts["seed"])
     # which run a checkpoint belongs to: taken before anything changes the model
     fingerprint = run_fingerprint(problem, model, opts)
     pre_time = 0.0
@@ -156,7 +157,8 @@ def solve(problem, model=None, **options):
         run.restore(load_checkpoint(opts["checkpoint"], fingerprint=fingerprint))
     if kan and not resuming:
         with torch.no_grad():
-            if not pre_time:            # a multi-start winner already sits on the domain
+            # a multi-start winner, or a model a solve trained, already sits on the domain
+            if not pre_time and not getattr(getattr(model, "inner", model), "_kanpinn_trained", False):
                 model.set_input_range(problem.domain.lo, problem.domain.hi)
             if grids[0] is not None and grids[0] != model.layers[0].basis.grid:
                 model.extend_grid(grids[0])
@@ -186,7 +188,19 @@ def solve(problem, model=None, **options):
     if run.stop_reason and run.stage < len(grids):
         run.note(f"stopped in stage {run.stage + 1} of {len(grids)} at step {run.global_step}: {run.stop_reason}")
     run.save()
+    getattr(model, "inner", model)._kanpinn_trained = True
     return _result(run, choices, time.perf_counter() - start, Result)
+
+
+def _seed_fresh_model(model, seed):
+    """A model built without a seed and never trained takes its initialisation from the
+    solve's seed, so ``solve(seed=s)`` is repeatable; a model built with a seed, or one a
+    solve already trained, keeps its weights (training continues from them)."""
+    inner = getattr(model, "inner", model)          # wrappers (input embeddings) hold the KAN
+    if getattr(inner, "init_seed", 0) is None and not getattr(inner, "_kanpinn_trained", False) \
+            and hasattr(inner, "reset_parameters"):
+        inner.reset_parameters(seed=int(seed or 0))
+        inner.init_seed = int(seed or 0)
 
 
 def _prepare_stage(run, grid):
