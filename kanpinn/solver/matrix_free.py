@@ -155,6 +155,8 @@ class MatrixFreeLM:
         colloc = loss.colloc
         n = colloc.interior.shape[0]
         size = n if self.chunk is None else min(self.chunk, n)
+        if size == n:                   # one chunk: the loss itself (its points, its caches)
+            return [loss], n
         views = []
         for a in range(0, n, size):
             sub = copy.copy(colloc)
@@ -179,9 +181,9 @@ class MatrixFreeLM:
             rows.append(r * math.sqrt(w / m))
         return torch.cat(rows), blocks
 
-    def _residual(self):
+    def _residual(self, views=None):
         """Full scaled residual vector under no_grad (trial steps)."""
-        views, n = self._views()
+        views, n = (views, self.loss_fn.colloc.interior.shape[0]) if views else self._views()
         with torch.no_grad():
             return torch.cat([self._rows(v, n)[0] for v in views])
 
@@ -264,7 +266,7 @@ class MatrixFreeLM:
             jd = normal(delta)
             predicted = float(-2.0 * (delta @ grad) - delta @ jd)
             self._apply(delta)
-            r_new = self._residual().double()
+            r_new = self._residual(views).double()
             loss_new = float(r_new @ r_new)
             rho = (loss0 - loss_new) / predicted if predicted > 0 else -1.0
             if loss_new == loss_new and rho > 0 and loss_new < loss0:
