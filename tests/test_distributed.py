@@ -126,3 +126,16 @@ def test_more_processes_than_points_is_refused():
     with pytest.raises(kp.KanpinnError, match="cannot be split across 4 processes"):
         DistComm.shard(four_ranks, 3)
     assert DistComm.shard(four_ranks, 9) == slice(0, None, 4)
+
+
+def test_torchrun_command_line_prints_and_writes_once(tmp_path):
+    problem = os.path.join(os.path.dirname(__file__), "..", "problems", "poisson_1d.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", KANPINN_DIST_TIMEOUT="60")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "kanpinn", "solve", os.path.abspath(problem), "--set", "steps=3",
+           "--set", "grids=[5]", "--set", "progress=false", "--out", "run.h5"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("relative L2 error") == 1          # rank 0 reports, rank 1 is silent
+    assert (tmp_path / "run.h5").exists() and (tmp_path / "run.png").exists()
+    assert kp.load(tmp_path / "run.h5").metrics["l2_relative"] < 1.0
