@@ -85,3 +85,15 @@ def test_exact_constraints_inside_solve_leave_no_condition_misfit():
     assert res.history["loss_dirichlet"].max() < 1e-28
     assert res.history["loss_initial"].max() < 1e-28
     assert res.metrics["l2_relative"] < 0.5
+
+
+def test_stage_budget_gives_every_grid_its_share():
+    from kanpinn.solver.budget import StageBudget
+    hook = StageBudget(1e-9, [1, 2])                 # the first share is spent after one step
+    res = kp.solve(heat(), kp.KAN([2, 3, 1], k=3, seed=0), grids=[3, 6], steps=4, n_interior=40,
+                   n_boundary=8, test_points=11, progress=False, hooks=[hook])
+    assert res.model.layers[0].basis.grid == 6     # the second grid was reached
+    assert any("share of max_time" in n for n in res.metrics["notes"])
+    assert res.metrics["steps"] < 8
+    with pytest.raises(KanpinnError, match="shares"):
+        StageBudget(10, [1, 0])

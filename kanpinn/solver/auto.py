@@ -118,8 +118,25 @@ def plan(problem, options: dict):
          "reached is returned when it runs out")
     _schedule(info, options, choices, _PRESET["grids"][0])
     _time_methods(problem, info, options, choices)
+    _stage_budget(options, choices)
     _say_methods(choices)
     return model, options, choices
+
+
+def _stage_budget(options, choices):
+    """Split max_time over the grid stages (finer grids get more), so a slow machine still
+    reaches the finest grid."""
+    grids = options.get("grids") or []
+    if not options.get("max_time") or len(grids) < 2:
+        return
+    from .budget import StageBudget
+    if any(isinstance(h, StageBudget) for h in options.get("hooks") or ()):
+        return
+    shares = list(range(1, len(grids) + 1))
+    options["hooks"] = list(options.get("hooks") or ()) + [StageBudget(options["max_time"], shares)]
+    choices["methods"]["stage_budget"] = {
+        "shares": shares, "why": "max_time split over the grids in proportion 1:2:...: every grid is "
+                                 "reached, unused time carries over"}
 
 
 def _say_methods(choices):
