@@ -188,3 +188,18 @@ def test_discover_bad_options_are_clear_errors():
 def test_discover_max_time_is_respected():
     found = kp.discover(poisson_1d(), max_time=1e-9)
     assert not found.verified and all("max_time" in c.why for c in found.candidates)
+
+
+def test_symbolify_and_discover_read_a_kan_behind_an_input_embedding():
+    # on [0, 2] the solver maps the box onto the grid range (kanpinn.transforms.Embedded);
+    # the formula must come back in x, not in the inner coordinate
+    from kanpinn.symbolic import symbolify_report
+    from kanpinn.transforms import Embedded
+    prob = kp.Problem(kp.Interval(0.0, 2.0), lambda X, u: kp.laplacian(u, X) + pi**2 * torch.sin(pi * X),
+                      [kp.Dirichlet(0.0)], exact=lambda X: torch.sin(pi * X))
+    model = Embedded(kp.KAN([1, 1], k=5, seed=0, dtype=torch.float64), lo=[0.0], hi=[2.0])
+    res = kp.solve(prob, model, grids=[5], steps=10, n_interior=60, n_boundary=2, progress=False)
+    rep = symbolify_report(res)
+    assert rep.expr.free_symbols == {x} and rep.errors["clean_vs_exact"] < 1e-3, rep.expr
+    found = kp.discover(prob, structures=[[1, 1]], solve=dict(grids=[5], steps=10, n_interior=60, n_boundary=2))
+    assert found.verified and found.formula == sp.sin(sp.pi * x), found.report()

@@ -188,8 +188,11 @@ def snap_verified(expr, problem, verification, *, symbols=None, max_denominator:
     if not best_v.verified:      # cosmetics below are for formulas that verify
         return best, best_v
     if best.atoms(sympy.Float):  # one constant at a time, largest effect first
-        for f in sorted(best.atoms(sympy.Float), key=lambda c: -abs(float(c))):
+        for f in sorted(best.atoms(sympy.Float), key=lambda c: abs(float(c))):
+            # smallest first: a round-off term (1e-16) is dropped when the PDE agrees
             s = snap_number(float(f), 1e-3, max_denominator, SNAP_CONSTANTS)
+            if s is None and abs(float(f)) < 1e-6:
+                s = sympy.Integer(0)
             if s is None:
                 continue
             trial = _tidy(best.xreplace({f: s}))

@@ -151,6 +151,11 @@ def _symbolify(result_or_model, library, variables, x, n_samples, required_deriv
                exact_tol, r2_threshold, complexity_weight, allow_numeric, numeric_degree,
                edge_tol, refine, refine_steps, clean, clean_tol, seed):
     model, problem, domain, var_names = _unpack(result_or_model)
+    if hasattr(model, "inner") and not hasattr(model, "edge_values"):
+        return _symbolify_embedded(model, result_or_model, domain, var_names, library, variables, x,
+                                   n_samples, required_derivative_order, exact_tol, r2_threshold,
+                                   complexity_weight, allow_numeric, numeric_degree, edge_tol, refine,
+                                   refine_steps, clean, clean_tol, seed)
     _require_kan(model)
     d = model.width_in
     symbols = _symbols(variables, var_names, d)
@@ -253,6 +258,71 @@ def _symbolify(result_or_model, library, variables, x, n_samples, required_deriv
                 errors["clean_vs_exact"] = _rel(out, symbols, Xt, exact)
     wrap = (lambda v: v[0]) if len(raw) == 1 else (lambda v: sympy.Matrix(v))
     return SymbolicReport(wrap(out), wrap(raw), symbols, edges, sym, errors, X)
+
+
+def _embedding_exprs(wrapper, symbols):
+    """The inner model's inputs as formulas of the variables, for an input embedding
+    (``kanpinn.transforms.Embedded``: a(x - lo) - 1 per plain column, cos/sin harmonics
+    per periodic one); a KanpinnError for any other wrapper (e.g. exact constraints)."""
+    from ..errors import KanpinnError
+    lo, hi = getattr(wrapper, "lo", None), getattr(wrapper, "hi", None)
+    periodic = getattr(wrapper, "periodic", None)
+    if lo is None or hi is None or periodic is None or type(wrapper).__name__ != "Embedded":
+        raise KanpinnError(f"symbolify cannot read a {type(wrapper).__name__} model back as a formula; "
+                           "it reads KANs and KANs behind an input embedding (kanpinn.transforms.Embedded)")
+    out = []
+    for j, s in enumerate(symbols):
+        a, b = sympy.nsimplify(float(lo[j])), sympy.nsimplify(float(hi[j]))
+        if j in periodic:
+            for k in range(1, int(periodic[j]) + 1):
+                th = 2 * sympy.pi * k * (s - a) / (b - a)
+                out += [sympy.cos(th), sympy.sin(th)]
+        else:
+            out.append(2 * (s - a) / (b - a) - 1)
+    return out
+
+
+def _symbolify_embedded(wrapper, result_or_model, domain, var_names, library, variables, x,
+                        n_samples, required_derivative_order, exact_tol, r2_threshold,
+                        complexity_weight, allow_numeric, numeric_degree, edge_tol, refine,
+                        refine_steps, clean, clean_tol, seed):
+    """symbolify of a KAN behind an input embedding: the inner KAN is read in its own
+    coordinates z (constants fitted to the network there; a PDE refinement would need
+    the PDE in z, so it is left to ``discover``'s polish, which works in x), then z is
+    replaced by its formula in the variables."""
+    d = wrapper.width_in
+    symbols = _symbols(variables, var_names, d)
+    zexprs = _embedding_exprs(wrapper, symbols)
+    zsyms = tuple(sympy.Symbol(f"_z{i}") for i in range(len(zexprs)))
+    X = _samples(x, domain, wrapper, n_samples, seed, d) if (x is not None or domain is not None) else None
+    if X is None:
+        raise ValueError("symbolify of an embedded model needs sample points x or a result's domain")
+    Z = np.asarray(wrapper.inner_inputs(torch.as_tensor(X, dtype=_DT)).cpu().double().numpy())
+    if required_derivative_order == "auto":
+        required_derivative_order = 2 if _is_result(result_or_model) else None
+    mode = "fit" if refine else None
+    rep = _symbolify(wrapper.inner, library, zsyms, Z, n_samples, required_derivative_order,
+                     exact_tol, r2_threshold, complexity_weight, allow_numeric, numeric_degree,
+                     edge_tol, mode, refine_steps, clean, clean_tol, seed)
+    sub = dict(zip(zsyms, zexprs))
+    exprs = list(rep.expr) if isinstance(rep.expr, sympy.MatrixBase) else [rep.expr]
+    raws = list(rep.raw_expr) if isinstance(rep.raw_expr, sympy.MatrixBase) else [rep.raw_expr]
+    exprs = [e.xreplace(sub) for e in exprs]
+    raws = [e.xreplace(sub) for e in raws]
+    Xt = torch.as_tensor(X, dtype=_DT)
+    with torch.no_grad():
+        u_model = copy.deepcopy(wrapper).to(dtype=_DT, device="cpu").eval()(Xt)
+    if clean:  # constants such as a*pi/L meet in x: snap once more there
+        exprs = [_clean_one(e, symbols, X, 1e-6, 1e-6) for e in exprs]
+    errors = dict(rep.errors)
+    errors["raw_vs_model"] = _rel(raws, symbols, Xt, u_model)
+    errors["clean_vs_model"] = _rel(exprs, symbols, Xt, u_model)
+    problem = getattr(result_or_model, "problem", None)
+    exact = _exact(problem, Xt)
+    if exact is not None:
+        errors["clean_vs_exact"] = _rel(exprs, symbols, Xt, exact)
+    wrap = (lambda v: v[0]) if len(exprs) == 1 else (lambda v: sympy.Matrix(v))
+    return SymbolicReport(wrap(exprs), wrap(raws), symbols, rep.edges, rep.model, errors, X)
 
 
 # ---------------------------------------------------------------------------------------
