@@ -203,3 +203,16 @@ def test_symbolify_and_discover_read_a_kan_behind_an_input_embedding():
     assert rep.expr.free_symbols == {x} and rep.errors["clean_vs_exact"] < 1e-3, rep.expr
     found = kp.discover(prob, structures=[[1, 1]], solve=dict(grids=[5], steps=10, n_interior=60, n_boundary=2))
     assert found.verified and found.formula == sp.sin(sp.pi * x), found.report()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["heat_1d", "poisson_2d_product"])
+def test_discover_targets(name):
+    """Issue 14's targets: the verified closed form, sympy-equal to the truth, at most a few
+    operations longer, within 10 minutes (minutes each on 2 idle cores)."""
+    import os
+
+    from kanpinn.bench.symbolic_targets import run_discover_target
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    row = run_discover_target(name, problem_dir=os.path.join(root, "problems"), log=lambda *_: None)
+    assert row["met"], row
