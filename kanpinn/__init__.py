@@ -61,6 +61,20 @@ def discover(problem, **options):
     return _discover(problem, **options)
 
 
+def from_formula(expr, variables, **options):
+    """Kanpiler: a KAN computing the sympy formula ``expr`` of ``variables`` (symbolic
+    edges, or splines fitted to it with ``symbolic=False``); see ``kanpinn.kanpiler``.
+    Also reachable as ``kp.KAN.from_formula``."""
+    from .kanpiler import from_formula as _from_formula
+    return _from_formula(expr, variables, **options)
+
+
+# The network module (kan.py) must not import the kanpiler, which sits above it (its
+# fitted fallback trains with the solver, whose results rebuild networks): that was an
+# import circle. The package, which sits above both, attaches the constructor instead.
+KAN.from_formula = staticmethod(from_formula)
+
+
 def __getattr__(name):
     if name == "Discovery":  # imported lazily, like symbolify (sympy loads on first use)
         from .symbolic.discover import Discovery

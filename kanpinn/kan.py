@@ -80,13 +80,6 @@ class KAN(nn.Module):
                                    dtype=dtype, generator=gen))
         self.layers = nn.ModuleList(layers)
 
-    @classmethod
-    def from_formula(cls, expr, variables, **options):
-        """Kanpiler: a KAN computing the sympy formula ``expr`` of ``variables`` (symbolic
-        edges, or fitted splines with ``symbolic=False``); see ``kanpinn.kanpiler``."""
-        from .kanpiler import from_formula
-        return from_formula(expr, variables, **options)
-
     def reset_parameters(self, seed=None):
         """Re-draw every layer's initialisation (grids are kept)."""
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
@@ -140,15 +133,21 @@ class KAN(nn.Module):
     def forward(self, x):
         """x: (N, widths[0]) -> (N, width_out).
 
-        When x requires grad (a PDE loss will differentiate the output), the output
-        carries a lazy jet (``kanpinn.jet.lazy``): ``kp.grad``/``kp.laplacian`` of it, or
-        of its columns, then run ``forward_jet`` once instead of nested autograd."""
+        When x requires grad (a PDE loss will differentiate the output) and grad is
+        enabled, the output comes from ``forward_jet`` with its jet attached
+        (``kanpinn.jet.evaluate``): ``kp.grad``/``kp.laplacian`` of it, of its columns or
+        of expressions of them then read the jet, so a user's own training loop runs as
+        fast as the solver's closure. Otherwise it is ``forward_values``."""
+        if x.requires_grad and torch.is_grad_enabled():
+            return jets.evaluate(self, x, 2)
+        return self.forward_values(x)
+
+    def forward_values(self, x):
+        """The output without derivatives: (N, widths[0]) -> (N, width_out)."""
         self._check_input(x)
-        x_in, y = x, jets.strip(x)
+        y = jets.strip(x)
         for li, layer in enumerate(self.layers):
             y = self._mult(li, layer(y))
-        if x_in.requires_grad and torch.is_grad_enabled():
-            return jets.lazy(y, x_in, lambda: self.forward_jet(x_in, 2)[1:])
         return y
 
     def forward_jet(self, x, order=2):
