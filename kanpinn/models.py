@@ -49,6 +49,12 @@ def _real(v, what, lo=-math.inf, hi=math.inf, path=""):
     return float(v)
 
 
+def _seed(cfg, path):
+    """The initialisation seed a preset may give (absent from saved configs: weights follow)."""
+    seed = cfg.get("seed")
+    return None if seed is None else _int(seed, "'seed'", 0, 2 ** 63 - 1, path)
+
+
 def _widths(cfg, path, mult_allowed):
     w = cfg.get("widths")
     if not isinstance(w, list) or not 2 <= len(w) <= MAX_LAYERS + 1:
@@ -79,7 +85,8 @@ def check_config(cfg, path="") -> dict:
         act = cfg.get("activation", "tanh")
         if not isinstance(act, str) or act not in ACTIVATIONS:
             raise KanpinnError(f"{_where(path)}: 'activation' must be one of {sorted(ACTIVATIONS)}, got {str(act)[:60]!r}")
-        return {"type": "MLP", "widths": [s for s, _ in _widths(cfg, path, False)], "activation": act}
+        return {"type": "MLP", "widths": [s for s, _ in _widths(cfg, path, False)], "activation": act,
+                "seed": _seed(cfg, path)}
     if kind == "KAN":
         from .bases import BASES
         widths = _widths(cfg, path, True)
@@ -92,13 +99,14 @@ def check_config(cfg, path="") -> dict:
                "grid": [_int(g, "'grid' entry", 1, 2 ** 62, path) for g in grids],
                "k": _int(cfg.get("k", 3), "'k'", 0, MAX_K, path),
                "grid_eps": _real(cfg.get("grid_eps", 1.0), "'grid_eps'", 0.0, 1.0, path),
-               "noise_scale": _real(cfg.get("noise_scale", 0.1), "'noise_scale'", 0.0, path=path)}
+               "noise_scale": _real(cfg.get("noise_scale", 0.1), "'noise_scale'", 0.0, path=path),
+               "seed": _seed(cfg, path)}
         basis = cfg.get("basis", "bspline")
         if not isinstance(basis, str) or basis not in BASES:
             raise KanpinnError(f"{_where(path)}: 'basis' must be one of {sorted(BASES)}, got {str(basis)[:60]!r}")
         out["basis"] = basis
         rng = cfg.get("grid_range", [-1.0, 1.0])
-        if not isinstance(rng, list) or len(rng) != 2:
+        if not isinstance(rng, (list, tuple)) or len(rng) != 2:
             raise KanpinnError(f"{_where(path)}: 'grid_range' must be [lo, hi], got {str(rng)[:60]}")
         lo, hi = (_real(v, "'grid_range' entry", path=path) for v in rng)
         if not lo < hi:
@@ -176,7 +184,8 @@ def _build_kan(c, dtype):
     # built at the coarsest grid, then each layer refined to its own: no layer is ever
     # allocated larger than its final size
     model = KAN([[s, m] if m else s for s, m in c["widths"]], grid=min(grids), k=c["k"], basis=c["basis"],
-                grid_range=c["grid_range"], grid_eps=c["grid_eps"], noise_scale=c["noise_scale"], dtype=dtype)
+                grid_range=c["grid_range"], grid_eps=c["grid_eps"], noise_scale=c["noise_scale"], seed=c["seed"],
+                dtype=dtype)
     for layer, g in zip(model.layers, grids):
         if layer.basis.grid != g:
             layer.basis = layer.basis.refined(g)
@@ -201,7 +210,7 @@ def model_from_config(cfg: dict, dtype=None) -> nn.Module:
         return _build_kan(c, dtype)
     if c["type"] == "MLP":
         from .mlp import MLP
-        return MLP(c["widths"], activation=c["activation"], dtype=dtype)
+        return MLP(c["widths"], activation=c["activation"], seed=c["seed"], dtype=dtype)
     if c["type"] in ("Embedded", "HardConstraint"):
         from .transforms.config import wrapper_from_config
         return wrapper_from_config(cfg, lambda inner: model_from_config(inner, dtype))

@@ -163,3 +163,16 @@ def test_model_from_config_errors():
         model_from_config({"type": "MLP"})
     with pytest.raises(KanpinnError, match="grids"):
         model_from_config({"type": "KAN", "widths": [2, 3, 1], "grid": [5]})
+
+
+def test_model_from_config_keeps_preset_seeds_and_grid_range():
+    # solver presets build their models through model_from_config: seed and grid_range count
+    def build(**kw):
+        return model_from_config({"type": "KAN", "widths": [2, 3, 1], "grid": 4, **kw})
+    a, b, c = build(seed=3, grid_range=(-2.0, 2.0)), build(seed=3, grid_range=[-2.0, 2.0]), build(seed=4)
+    assert torch.equal(a.layers[0].coef, b.layers[0].coef) and not torch.equal(a.layers[0].coef, c.layers[0].coef)
+    assert float(a.layers[0].basis.knots[0, 3]) == -2.0                     # k = 3 padding knots, then lo
+    m1, m2 = (model_from_config({"type": "MLP", "widths": [2, 3, 1], "seed": 5}) for _ in range(2))
+    assert torch.equal(m1.linears[0].weight, m2.linears[0].weight)
+    with pytest.raises(KanpinnError, match="'seed' must be an integer"):
+        build(seed="abc")
