@@ -139,3 +139,18 @@ def test_torchrun_command_line_prints_and_writes_once(tmp_path):
     assert proc.stdout.count("relative L2 error") == 1          # rank 0 reports, rank 1 is silent
     assert (tmp_path / "run.h5").exists() and (tmp_path / "run.png").exists()
     assert kp.load(tmp_path / "run.h5").metrics["l2_relative"] < 1.0
+
+
+def test_parallel_bench_reports_strong_and_weak_scaling(monkeypatch):
+    # the table's structure from fake launches (real ones are the bench's job, not a test's)
+    from kanpinn.bench import parallel
+    calls, times = [], iter([10.0, 5.0, 4.0, 4.4])
+
+    def fake_launch(script, nproc, n, steps, optimizer, timeout):
+        calls.append((nproc, n))
+        return {"train_s": next(times), "l2_relative": 1e-5}
+    monkeypatch.setattr(parallel, "_launch", fake_launch)
+    rows = parallel.run_parallel(quick=False, nproc=2, log=lambda m: None)
+    assert calls == [(1, 8000), (2, 8000), (1, 4000), (2, 8000)]
+    assert rows[1]["ratio_to_1"] == pytest.approx(0.5)           # strong: t(2)/t(1)
+    assert rows[3]["ratio_to_1"] == pytest.approx(1 / 1.1)       # weak: t(1)/t(2) efficiency

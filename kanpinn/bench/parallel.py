@@ -1,0 +1,93 @@
+"""Data-parallel scaling on the CPU: 1 against N processes (gloo, 1 thread each) under
+torchrun, on pykan's Poisson 2D problem.
+
+- strong scaling: the same 8000 interior points split across the processes; reported as
+  the training time of N processes over that of 1 (target ≤ 0.7 at N = 2) and both
+  errors (the same discrete problem: they should agree);
+- weak scaling: 4000 points per process; efficiency = t(1 process, 4000 points) /
+  t(N processes, N·4000 points) (target ≥ 80 % at N = 2).
+
+Each configuration runs in its own torchrun launch (this module writes the script to a
+temporary folder and reads back a JSON line from rank 0), one after the other.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+
+__all__ = ["run_parallel", "parallel_table", "PARALLEL_COLUMNS"]
+
+PARALLEL_COLUMNS = ["mode", "processes", "n_interior", "train_s", "l2_relative", "ratio_to_1", "target"]
+
+_SCRIPT = r'''
+import json, sys, torch
+torch.set_num_threads(1)
+import kanpinn as kp
+from kanpinn.bench.targets import poisson_problem
+n, steps, optimizer = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+res = kp.solve(poisson_problem("poisson_2d"), kp.KAN([2, 10, 1], k=5, seed=0), grids=[5, 10, 20],
+               steps=steps, optimizer=optimizer, n_interior=n, n_boundary=400, progress=False, seed=0)
+if int(__import__("os").environ.get("RANK", "0")) == 0:
+    print("RESULT " + json.dumps({"train_s": res.metrics["wall_time"], "l2_relative": res.metrics["l2_relative"]}))
+'''
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(script, nproc, n, steps, optimizer, timeout):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_port", str(_free_port()), script, str(n), str(steps), optimizer]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"torchrun with {nproc} processes failed: {proc.stderr[-500:]}")
+
+
+def run_parallel(quick=False, nproc=2, optimizer="lm", log=print, timeout=1800):
+    """Rows for the strong- and weak-scaling table (see the module docstring)."""
+    steps = 5 if quick else 30
+    n_strong, n_weak = (2000, 1000) if quick else (8000, 4000)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        script = os.path.join(tmp, "parallel_bench.py")
+        with open(script, "w") as f:
+            f.write(_SCRIPT)
+        one = _launch(script, 1, n_strong, steps, optimizer, timeout)
+        many = _launch(script, nproc, n_strong, steps, optimizer, timeout)
+        rows.append(dict(mode="strong", processes=1, n_interior=n_strong, train_s=one["train_s"],
+                         l2_relative=one["l2_relative"], ratio_to_1=1.0, target=""))
+        rows.append(dict(mode="strong", processes=nproc, n_interior=n_strong, train_s=many["train_s"],
+                         l2_relative=many["l2_relative"], ratio_to_1=many["train_s"] / one["train_s"],
+                         target="time ratio <= 0.7 at 2 processes"))
+        w1 = _launch(script, 1, n_weak, steps, optimizer, timeout)
+        wn = _launch(script, nproc, nproc * n_weak, steps, optimizer, timeout)
+        rows.append(dict(mode="weak", processes=1, n_interior=n_weak, train_s=w1["train_s"],
+                         l2_relative=w1["l2_relative"], ratio_to_1=1.0, target=""))
+        rows.append(dict(mode="weak", processes=nproc, n_interior=nproc * n_weak, train_s=wn["train_s"],
+                         l2_relative=wn["l2_relative"], ratio_to_1=w1["train_s"] / wn["train_s"],
+                         target="efficiency t1/tN >= 0.8"))
+    for r in rows:
+        log(f"parallel {r['mode']} x{r['processes']}: {r['train_s']:.2f} s, rel. L2 {r['l2_relative']:.2e}, "
+            f"ratio {r['ratio_to_1']:.2f}")
+    return rows
+
+
+def parallel_table(quick=False, nproc=2, log=print):
+    """The scaling table as an ``ExtraTable`` for ``kanpinn.bench.run``'s report."""
+    from .report import ExtraTable
+    rows = run_parallel(quick, nproc, log=log)
+    text = ("KAN [2,10,1] k=5, grids 5/10/20, LM, Poisson 2D; torchrun with gloo, 1 thread per "
+            "process. ratio_to_1: strong scaling = t(N)/t(1) on the same points; weak scaling = "
+            "t(1)/t(N) with the points per process fixed (the efficiency).")
+    return ExtraTable("parallel", "Data parallel on the CPU", text, rows, PARALLEL_COLUMNS,
+                      {"train_s": "s", "ratio_to_1": "ratio"})
