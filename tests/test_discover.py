@@ -216,3 +216,21 @@ def test_discover_targets(name):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     row = run_discover_target(name, problem_dir=os.path.join(root, "problems"), log=lambda *_: None)
     assert row["met"], row
+
+
+def test_cli_discover_writes_its_table_and_refuses_bad_input(tmp_path, capsys):
+    import json
+
+    from kanpinn.cli import main
+    prob = tmp_path / "p1.py"
+    prob.write_text("import torch\nimport kanpinn as kp\n"
+                    "problem = kp.Problem(kp.Interval(-1.0, 1.0), lambda x, u: kp.laplacian(u, x) + 1.0,"
+                    " [kp.Dirichlet(0.0)], name='p1')\n")
+    out = tmp_path / "out"
+    # no time at all: nothing is tried, nothing verified (exit 1), the table is still written
+    assert main(["discover", str(prob), "--out", str(out), "--max-time", "1e-9"]) == 1
+    data = json.loads((out / "p1-discovery.json").read_text())
+    assert data["verified"] is False and data["formula"] is None
+    assert data["candidates"] and all("max_time" in c["why"] for c in data["candidates"])
+    assert main(["discover", str(tmp_path / "missing.py")]) == 2
+    assert "missing.py" in capsys.readouterr().err
