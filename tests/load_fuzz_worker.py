@@ -172,6 +172,10 @@ def fuzz(mutation):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         slowest = max(slowest, time.perf_counter() - t0)
+    done = sum(counts.values()) + len(failures)
+    if done % 100 == 0:                                 # progress on stderr: a hang shows where
+        print(f"{done} cases: {counts}, {len(failures)} failures, slowest {slowest:.2f} s", file=sys.stderr,
+              flush=True)
 
 
 (fuzz if SEED is None else hypothesis_seed(SEED)(fuzz))()
