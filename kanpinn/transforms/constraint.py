@@ -92,28 +92,39 @@ class Lifting:
         return g
 
     def jet(self, x, order):
-        """g (N, k), gradient (N, k, d), Hessian diagonal (N, k, d) or None: by autograd,
-        detached (the lifting has no parameters)."""
+        """g (N, k), gradient (N, k, d), Hessian diagonal (N, k, d) or None, by autograd on
+        the value functions. When x requires grad they stay differentiable in x (autograd
+        fallbacks on the model's output, e.g. mixed derivatives, then see every term)."""
+        live = x.requires_grad and torch.is_grad_enabled()
         with torch.enable_grad():
-            xr = x.detach().requires_grad_(True)
+            xr = x if live else x.detach().requires_grad_(True)
             g = self.value(xr)
             n, d = xr.shape
             k = g.shape[1]
-            gg = xr.new_zeros(n, k, d)
-            hg = xr.new_zeros(n, k, d) if order >= 2 else None
+            cols_g, cols_h = [], []
             for c in range(k):
-                if not g.requires_grad:
-                    break
-                first = torch.autograd.grad(g[:, c].sum(), xr, create_graph=order >= 2, allow_unused=True)[0]
+                first = None
+                if g.requires_grad:
+                    first = torch.autograd.grad(g[:, c].sum(), xr, create_graph=live or order >= 2,
+                                                allow_unused=True)[0]
                 if first is None:
-                    continue
-                gg[:, c] = first.detach()
-                if hg is not None and first.requires_grad:
+                    first = xr.new_zeros(n, d)
+                cols_g.append(first)
+                if order >= 2:
+                    sec = []
                     for j in range(d):
-                        sec = torch.autograd.grad(first[:, j].sum(), xr, retain_graph=True, allow_unused=True)[0]
-                        if sec is not None:
-                            hg[:, c, j] = sec[:, j].detach()
-        return g.detach(), gg, hg
+                        s_j = None
+                        if first.requires_grad:
+                            s_j = torch.autograd.grad(first[:, j].sum(), xr, create_graph=live,
+                                                      retain_graph=True, allow_unused=True)[0]
+                        sec.append(xr.new_zeros(n) if s_j is None else s_j[:, j])
+                    cols_h.append(torch.stack(sec, 1))
+            gg = torch.stack(cols_g, 1)
+            hg = torch.stack(cols_h, 1) if order >= 2 else None
+        if not live:
+            g, gg = g.detach(), gg.detach()
+            hg = None if hg is None else hg.detach()
+        return g, gg, hg
 
 
 class HardConstraint(ModelWrapper):
