@@ -57,13 +57,13 @@ def _seed(cfg, path):
 
 def _widths(cfg, path, mult_allowed):
     w = cfg.get("widths")
-    if not isinstance(w, list) or not 2 <= len(w) <= MAX_LAYERS + 1:
+    if not isinstance(w, (list, tuple)) or not 2 <= len(w) <= MAX_LAYERS + 1:
         raise KanpinnError(f"{_where(path)}: 'widths' must be a list of 2 to {MAX_LAYERS + 1} layer sizes, "
                            f"got {str(w)[:80]}")
     out = []
     for i, e in enumerate(w):
-        if mult_allowed and isinstance(e, list) and len(e) == 2:
-            pair = (_int(e[0], f"'widths' entry {i}", 0, MAX_WIDTH, path), _int(e[1], f"'widths' entry {i}", 0, MAX_WIDTH, path))
+        if mult_allowed and isinstance(e, (list, tuple)) and len(e) == 2:
+            pair = tuple(_int(v, f"'widths' entry {i}", 0, MAX_WIDTH, path) for v in e)
         else:
             pair = (_int(e, f"'widths' entry {i}", 1, MAX_WIDTH, path), 0)
         if sum(pair) < 1 or (i == 0 and pair[1]):
@@ -92,7 +92,7 @@ def check_config(cfg, path="") -> dict:
         widths = _widths(cfg, path, True)
         n_layers = len(widths) - 1
         grid = cfg.get("grid", 5)
-        grids = grid if isinstance(grid, list) else [grid] * n_layers
+        grids = list(grid) if isinstance(grid, (list, tuple)) else [grid] * n_layers
         if len(grids) != n_layers:
             raise KanpinnError(f"{_where(path)}: 'grid' lists {len(grids)} grids for {n_layers} layers")
         out = {"type": "KAN", "widths": widths,
