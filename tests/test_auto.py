@@ -41,7 +41,7 @@ def test_classify_reads_time_order_periodicity_and_box():
 def test_plan_switches_on_the_methods_the_problem_needs():
     model, opts, ch = plan(wave(), {})
     assert isinstance(model, HardConstraint)
-    assert "initial_t" in ch["methods"]["hard_constraints"]["enforced"]
+    assert ch["methods"]["hard_constraints"]["enforced"] == "exact: dirichlet, initial"
     assert any(isinstance(h, CausalWeights) for h in opts["hooks"])
     assert opts["grids"] == [5, 10, 20] and opts["optimizer"] == "lm" and opts["max_time"] > 0
     budget = [h for h in opts["hooks"] if isinstance(h, StageBudget)]

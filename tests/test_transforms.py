@@ -84,7 +84,8 @@ def wave_problem(h=0.0):
 
 def test_hard_constraint_jet_and_exact_conditions():
     prob = wave_problem()
-    factors, lifting, notes = hard_constraint_for(prob)
+    assert hard_constraint_for(prob)[2][0] == "exact: dirichlet, initial"      # u_t soft by default
+    factors, lifting, notes = hard_constraint_for(prob, exact_velocity=True)
     assert "exact: dirichlet, initial, initial_t" in notes[0]
     model = HardConstraint(kp.KAN([2, 6, 1], k=5, seed=3, dtype=D64), factors, lifting)
     assert_jet_matches(model, box_points([0, 0], [1, 1]))
@@ -107,7 +108,7 @@ def test_hard_constraint_with_a_time_dependent_boundary_value():
     prob = kp.Problem(kp.SpaceTime(kp.Interval(0, 1), t=(0, 1)),
                       lambda x, u: kp.partial(u, x, 1, 2) - kp.partial(u, x, 0, 2),
                       [kp.Dirichlet(exact), kp.Initial(lambda x: x[:, 0:1]), kp.Initial(0.0, derivative=1)])
-    factors, lifting, notes = hard_constraint_for(prob)
+    factors, lifting, notes = hard_constraint_for(prob, exact_velocity=True)
     assert "initial_t" in notes[0] and "dirichlet" in notes[0]
     model = HardConstraint(kp.KAN([2, 4, 1], k=5, seed=4, dtype=D64), factors, lifting)
     assert_jet_matches(model, box_points([0, 0], [1, 1]))
@@ -151,7 +152,7 @@ def test_structured_jacobian_of_wrapped_models_matches_finite_differences(kind):
         prob = wave_problem()
         model = Embedded(kp.KAN([2, 4, 1], k=3, seed=0), [0, 0], [1, 1])
         if kind == "hard":
-            factors, lifting, _ = hard_constraint_for(prob)
+            factors, lifting, _ = hard_constraint_for(prob, exact_velocity=True)
             model = HardConstraint(model, factors, lifting)
     loss = tiny_loss(model, prob)
     lm = LevenbergMarquardt(loss, [p for p in model.parameters() if p.requires_grad])
