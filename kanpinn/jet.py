@@ -15,9 +15,9 @@ first use by ``kanpinn.operators``, so a residual that never differentiates an
 expression pays nothing for it. Every other operation returns a plain tensor, whose
 derivatives autograd then computes: always correct, only slower.
 
-A model called as ``model(x)`` with ``x`` requiring grad returns its output with a *lazy*
-jet (``lazy``): the jet is computed by ``forward_jet`` the first time an operator asks
-for it, so a user's own training loop ``kp.laplacian(model(x), x)`` takes the fast path.
+A KAN or MLP called as ``model(x)`` with ``x`` requiring grad returns its output from
+``forward_jet`` with the jet attached, so a user's own training loop
+``kp.laplacian(model(x), x)`` takes the same path as the solver's closure.
 
 The operand rules: a jet of another ``x`` or a tensor that may depend on ``x`` through
 autograd (non-leaf, requires grad) makes the result plain; numbers, tensors without
@@ -162,10 +162,12 @@ def supports_jet(model) -> bool:
 
 
 def evaluate(model, x: torch.Tensor, order: int = 2) -> torch.Tensor:
-    """``model(x)`` with derivatives up to ``order`` attached (plain forward for order 0
-    or for models without ``forward_jet``; autograd then serves the derivatives)."""
+    """``model(x)`` with derivatives up to ``order`` attached (for order 0 the model's
+    ``forward_values`` when it has one, else ``model(x)``; for models without
+    ``forward_jet`` autograd then serves the derivatives)."""
     if order <= 0 or not supports_jet(model):
-        return model(x)
+        values = getattr(model, "forward_values", None)
+        return values(x) if order <= 0 and callable(values) else model(x)
     u, du, d2u = model.forward_jet(x, order)
     return attach(strip(u), x, du, d2u)
 

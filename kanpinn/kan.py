@@ -138,7 +138,7 @@ class KAN(nn.Module):
         (``kanpinn.jet.evaluate``): ``kp.grad``/``kp.laplacian`` of it, of its columns or
         of expressions of them then read the jet, so a user's own training loop runs as
         fast as the solver's closure. Otherwise it is ``forward_values``."""
-        if x.requires_grad and torch.is_grad_enabled():
+        if isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled():
             return jets.evaluate(self, x, 2)
         return self.forward_values(x)
 

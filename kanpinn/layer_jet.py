@@ -21,9 +21,9 @@ How the spline part is evaluated:
 
 - the network-input layer (``_InputJet``): its input is the same collocation tensor in
   closure after closure, so its basis matrix and SiLU, with their derivatives, are
-  computed once per input and kept (``input_features``; checked against a copy of the
-  input and the basis buffers on every use). A closure is then one batched matrix
-  product forward and one backward, whatever the basis.
+  computed once per input and kept on the input tensor (``input_features``; valid while
+  the input's version counter and the basis buffers are unchanged). A closure is then
+  one batched matrix product forward and one backward, whatever the basis.
 - B-splines elsewhere (``basis.piece_derivatives``): on grid interval j each derivative
   of the spline is a polynomial in the local coordinate u. The small table of their
   coefficients (rows (r, q), in·G, out), with the factorial factors and interval widths

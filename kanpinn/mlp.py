@@ -118,16 +118,20 @@ class MLP(nn.Module):
 
     def forward(self, x):
         """x: (N, widths[0]) -> (N, widths[-1]); with x requiring grad the output carries
-        a lazy jet, as a KAN's does (``KAN.forward``)."""
+        its jet, as a KAN's does (``KAN.forward``)."""
+        if isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled():
+            return jets.evaluate(self, x, 2)
+        return self.forward_values(x)
+
+    def forward_values(self, x):
+        """The output without derivatives."""
         self._check_input(x)
-        x_in, y = x, jets.strip(x)
+        y = jets.strip(x)
         act = ACTIVATIONS[self.activation]
         for li, lin in enumerate(self.linears):
             out = lin(y)
             jets.record((out,), _linear_rule(lin, [y[None]]), y.shape[0])
             y = out if li == len(self.linears) - 1 else act(out, 0)[0]
-        if x_in.requires_grad and torch.is_grad_enabled():
-            return jets.lazy(y, x_in, lambda: self.forward_jet(x_in, 2)[1:])
         return y
 
     def forward_jet(self, x, order=2):

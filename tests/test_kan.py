@@ -248,13 +248,13 @@ def test_gradcheck_forward_and_laplacian():
     lap = _JetLaplacian(model)
 
     def forward(x_, *ps):
-        return torch.func.functional_call(model, dict(zip(names, ps)), (x_,))
+        return torch.func.functional_call(model, dict(zip(names, ps)), (x_.clone(),))
 
     def laplacian(x_, *ps):
-        # gradcheck perturbs x through .data, which the first layer's feature cache (keyed
-        # on identity and version counter) does not see: give it a fresh tensor each call
         return torch.func.functional_call(lap, {"m." + n: p for n, p in zip(names, ps)}, (x_.clone(),))
 
+    # gradcheck perturbs x through .data, which the first layer's feature cache (keyed on
+    # identity and version counter) does not see: each call gets a fresh tensor (x_.clone())
     for f in (forward, laplacian):
         assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-6, rtol=1e-5)
 

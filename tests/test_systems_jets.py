@@ -137,7 +137,10 @@ def test_user_loop_takes_the_jet_path_and_matches_nested_autograd(model):
     assert type(model(x.detach())) is torch.Tensor
 
 
-def test_lazy_jet_is_computed_once_and_only_when_asked():
+def test_model_call_computes_the_jet_once_and_plain_values_without_grad():
+    """model(x) with x requiring grad runs forward_jet once (its value is the output);
+    derivatives of the output and of expressions of it reuse that jet; without grad the
+    plain forward runs, with the same values."""
     model = kp.KAN([2, 4, 1], grid=5, seed=0, dtype=F64)
     calls = []
     inner = model.forward_jet
@@ -148,10 +151,19 @@ def test_lazy_jet_is_computed_once_and_only_when_asked():
     model.forward_jet = counting
     x = points(20)
     u = model(x)
-    r = (u - 1.0) ** 2                                      # no derivative: no jet work
-    assert calls == []
+    r = (u - 1.0) ** 2
     kp.grad(u, x), kp.laplacian(u, x), kp.laplacian(r, x)
     assert calls == [2]
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), u.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(jets.evaluate(model, x, 0), u, rtol=1e-12, atol=1e-12)
+    assert calls == [2] and type(jets.evaluate(model, x, 0)) is torch.Tensor
+    # an expression's jet is formed only when an operator asks for it
+    w = kp.KAN([2, 4, 2], grid=5, seed=0, dtype=F64)(x)
+    e = w[:, 0:1] * w[:, 1:2]
+    assert isinstance(e._jet_src, type(lambda: 0))        # not yet formed
+    kp.laplacian(e, x)
+    assert isinstance(e._jet_src, jets.Jet)
 
 
 def test_in_place_change_and_foreign_input_drop_the_jet():

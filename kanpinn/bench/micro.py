@@ -170,7 +170,8 @@ def autograd_laplacian(u, x):
 
 
 def closure_autograd(model, x, f, params):
-    u = model(x)
+    # the plain forward: kanpinn models called with x requiring grad return jet outputs
+    u = getattr(model, "forward_values", model)(x)
     loss = ((autograd_laplacian(u, x) - f) ** 2).mean()
     return torch.autograd.grad(loss, params, allow_unused=True)
 
