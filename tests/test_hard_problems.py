@@ -124,11 +124,13 @@ def test_param_error_in_percent():
 
 
 def test_hard_table_structure_tiny_budget():
-    rows, columns = run_hard(quick=True, max_time=1.0, problems=["klein_gordon_1d", "no_such_problem"])
+    # the KAN preset named, so that the table's structure is checked whatever auto mode does
+    rows, columns = run_hard(quick=True, max_time=1.0, problems=["klein_gordon_1d", "no_such_problem"],
+                             kanpinn_preset="kan")
     assert columns == HARD_COLUMNS and [r["problem"] for r in rows] == ["klein_gordon_1d", "no_such_problem"]
     kg, missing = rows
     assert kg["error"] is None, kg["error"]
-    assert kg["kanpinn"] and 0 < kg["kanpinn_l2"] < 10 and 0 < kg["mlp_l2"] < 10
+    assert kg["kanpinn"] == "kan preset" and 0 < kg["kanpinn_l2"] < 10 and 0 < kg["mlp_l2"] < 10
     assert kg["kanpinn_s"] > 0 and kg["mlp_s"] > 0
     assert kg["kanpinn_param_err_pct"] is None and kg["anchor"]
     assert "no_such_problem" in missing["error"] and missing["kanpinn_l2"] is None
