@@ -93,15 +93,32 @@ def _solve_one(problem, solver, assignments, quiet_progress=True):
         from .solver import solve
     except ImportError as e:
         raise KanpinnError(f"the solver is not available in this installation ({e})") from None
-    data = apply_overrides(read_solver(solver), assignments, source=f"{solver} with --set")
-    factory, options = solver_from_dict(data, source=str(solver))
-    n_out = problem.n_outputs or 1
-    model = factory(problem.domain.dim, n_out)
+    if solver is None:                  # auto mode: kanpinn picks the model and schedule
+        model, data, options = None, {"name": "auto"}, _auto_options(assignments)
+    else:
+        data = apply_overrides(read_solver(solver), assignments, source=f"{solver} with --set")
+        factory, options = solver_from_dict(data, source=str(solver))
+        n_out = problem.n_outputs or 1
+        model = factory(problem.domain.dim, n_out)
     if "progress" not in options:
         options["progress"] = (not quiet_progress) and sys.stderr.isatty()
     t0 = time.perf_counter()
     result = solve(problem, model, **options)
     return result, data.get("name") or "solver", time.perf_counter() - t0
+
+
+def _auto_options(assignments):
+    """Solve options from ``--set key=value`` in auto mode (no model keys: the model is
+    auto mode's choice; kp.solve checks the options against its schema)."""
+    from .presets import parse_assignment
+    options = {}
+    for text in assignments or ():
+        key, value = parse_assignment(text)
+        if key.startswith("model."):
+            raise KanpinnError(f"--set {text}: model keys need a solver file (--solver kan, or a TOML file); "
+                               "without --solver kanpinn picks the model itself")
+        options[key[8:] if key.startswith("options.") else key] = value
+    return options
 
 
 def _report(result):
@@ -127,6 +144,10 @@ def _cmd_solve(args):
     from .solver.distributed import is_main_process
     if not is_main_process():            # under torchrun rank 0 reports and writes
         return 0
+    auto = result.options.get("auto") or {}
+    if args.solver is None and auto.get("options") and not result.options.get("progress"):
+        from .solver.solve import format_choices
+        print(format_choices(auto))      # with progress on, solve printed them already
     print(_report(result))
     if "parameters" in result.metrics:
         for k, v in result.metrics["parameters"].items():
@@ -290,7 +311,8 @@ def _parser():
 
     s = sub.add_parser("solve", parents=[common], help="solve a problem file with a solver preset")
     s.add_argument("problem", help="Python file defining `problem`")
-    s.add_argument("--solver", default="kan", help="solver TOML file or preset name (default: kan)")
+    s.add_argument("--solver", default=None,
+                   help="solver TOML file or preset name (default: auto mode picks the model and schedule)")
     s.add_argument("--out", help="result file (default: <problem-name>.h5 in the current folder)")
     s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override solve options (steps=200, grids=[5,10]) or model keys (model.grid=3)")

@@ -33,7 +33,7 @@ from .loop import SolverWarning, run_stage, stage_plan
 from .optimizers import is_optimizer_spec, optimizer_name, registered_optimizers, sum_parts
 from .run import Run, error_metrics, is_kan, resize_like, trainable
 
-__all__ = ["solve", "DEFAULTS", "SolverWarning"]
+__all__ = ["solve", "DEFAULTS", "SolverWarning", "format_choices"]
 
 
 # the defaults of every option, from the one schema (kanpinn.options.SOLVE_OPTIONS)
@@ -222,7 +222,11 @@ def _prepare_stage(run, grid):
 
 
 def _print_choices(choices):
-    """Say what auto mode chose (the user did not set these)."""
+    print(format_choices(choices))
+
+
+def format_choices(choices) -> str:
+    """What auto mode chose (the user did not set these), as lines of text."""
     lines = ["kanpinn auto mode:"]
     m = choices.get("model") or {}
     if m and not m.get("given"):
@@ -231,7 +235,7 @@ def _print_choices(choices):
         lines.append(f"  {key} = {c['value']!r}")
     for note in choices.get("notes") or ():
         lines.append(f"  note: {note}")
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 def _jsonable_options(opts):
