@@ -26,7 +26,7 @@ import torch
 
 from ..errors import KanpinnError
 from .distance import box_distance
-from .wrapper import ModelWrapper
+from .wrapper import ModelWrapper, values
 
 __all__ = ["HardConstraint", "Lifting", "hard_constraint_for"]
 
@@ -176,7 +176,9 @@ class HardConstraint(ModelWrapper):
     def forward(self, x):
         lift = self._lift()
         D = box_distance(x, self.factors, 0)[0]
-        return lift.value(x).detach() + D * self.inner(x) if not x.requires_grad else lift.value(x) + D * self.inner(x)
+        return lift.value(x) + D * values(self.inner)(x)
+
+    forward_values = forward
 
     def forward_jet(self, x, order=2):
         lift = self._lift()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import KanpinnError
-from .wrapper import ModelWrapper, run_layers
+from .wrapper import ModelWrapper, run_layers, values as _values
 
 __all__ = ["Embedded", "embedded_width"]
 
@@ -130,7 +130,9 @@ class Embedded(ModelWrapper):
     def forward(self, x):
         if x.dim() != 2 or x.shape[1] != self.d:
             raise KanpinnError(f"Embedded: expected input of shape (N, {self.d}), got {tuple(x.shape)}")
-        return self.inner(self._map(x, 0)[0])
+        return _values(self.inner)(self._map(x, 0)[0])
+
+    forward_values = forward            # the plain forward (no jet), as KAN/MLP name it
 
     def forward_jet(self, x, order=2):
         if x.dim() != 2 or x.shape[1] != self.d:

@@ -5,7 +5,13 @@ from torch import nn
 
 from ..errors import KanpinnError
 
-__all__ = ["ModelWrapper", "run_layers"]
+__all__ = ["ModelWrapper", "run_layers", "values"]
+
+
+def values(model):
+    """The model's plain forward: ``forward_values`` when it has one (a KAN called on an x
+    that requires grad computes its jet too), else the module itself."""
+    return getattr(model, "forward_values", model)
 
 
 class ModelWrapper(nn.Module):
