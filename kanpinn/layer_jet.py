@@ -342,9 +342,10 @@ def _stamp(basis):
 
 def _valid(entry, basis, x):
     ref, stamp, version, _ = entry
-    return (ref() is basis and version == x._version
-            and len(stamp) == len(list(basis.buffers()))
-            and all(b is c and v == c._version for (b, v), c in zip(stamp, basis.buffers())))
+    if ref() is not basis or version != x._version:
+        return False
+    bufs = list(basis.buffers())
+    return len(stamp) == len(bufs) and all(b is c and v == c._version for (b, v), c in zip(stamp, bufs))
 
 
 def input_features(basis, x, top):

@@ -22,12 +22,14 @@ __all__ = ["grad", "partial", "laplacian", "div"]
 def _check(u: torch.Tensor, x: torch.Tensor, name: str, one_column=True):
     if not isinstance(u, torch.Tensor) or not isinstance(x, torch.Tensor):
         raise KanpinnError(f"{name}(u, x) takes tensors, got {type(u).__name__} and {type(x).__name__}")
-    if x.dim() != 2:
-        raise KanpinnError(f"{name}: x must be (N, d), got shape {tuple(x.shape)}")
-    if u.dim() != 2 or u.shape[0] != x.shape[0]:
-        raise KanpinnError(f"{name}: u must be (N, 1) with N = {x.shape[0]}, got shape {tuple(u.shape)}")
-    if one_column and u.shape[1] != 1:
-        raise KanpinnError(f"{name}: u must have one column, got {u.shape[1]}; pass u[:, i:i+1]")
+    # each shape read of a jet-carrying tensor passes its __torch_function__: read once
+    xs, us = tuple(x.shape), tuple(u.shape)
+    if len(xs) != 2:
+        raise KanpinnError(f"{name}: x must be (N, d), got shape {xs}")
+    if len(us) != 2 or us[0] != xs[0]:
+        raise KanpinnError(f"{name}: u must be (N, 1) with N = {xs[0]}, got shape {us}")
+    if one_column and us[1] != 1:
+        raise KanpinnError(f"{name}: u must have one column, got {us[1]}; pass u[:, i:i+1]")
 
 
 def _index(i, d: int, name: str, what: str) -> int:
@@ -150,7 +152,8 @@ def laplacian(u: torch.Tensor, x: torch.Tensor, dims=None) -> torch.Tensor:
     dims = _dims(dims, x.shape[1])
     jet = lookup(u, x)
     if jet is not None and jet.d2u is not None:
-        return jet.d2u[:, 0, dims].sum(dim=1, keepdim=True)
+        d2 = jet.d2u[:, 0, :]
+        return (d2 if len(dims) == d2.shape[1] else d2[:, dims]).sum(dim=1, keepdim=True)
     return sum(partial(u, x, i, 2) for i in dims)
 
 
