@@ -5,8 +5,10 @@
 
 The basis is evaluated once per input column (only its non-zero functions for B-splines)
 and contracted with all coefficients in one matrix product: no (N, in, out, G+k) tensor.
-``forward_jet`` carries first derivatives and the Hessian diagonal through the layer in
-the same product (value, d gradient rows, d curvature rows stacked).
+``forward_jet`` carries first derivatives and the Hessian diagonal through the layer as
+one autograd node (``kanpinn.layer_jet``, the functional core); ``per_point_grads`` is
+the layer's own rule for the structured Jacobian, recorded with each evaluation inside
+``kanpinn.jet.recording()``.
 """
 from __future__ import annotations
 
