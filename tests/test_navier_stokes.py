@@ -44,7 +44,7 @@ def test_kovasznay_exact_solution_satisfies_the_equations_and_conditions():
     # conditions: u, v on the walls, p at the pinned corner, all zero misfit on the exact field
     colloc = kp.solver.loss.Collocation(problem, 16, 64, "sobol", 0, torch.float64, "cpu")
     for cond, pts in zip(problem.conditions, colloc.conditions):
-        assert float(cond.misfit(exact, pts).abs().max()) < 1e-14
+        assert float(cond.misfit(exact, pts).detach().abs().max()) < 1e-14
 
 
 def test_kovasznay_is_divergence_free_by_finite_differences():
@@ -67,6 +67,7 @@ def test_kovasznay_is_divergence_free_by_finite_differences():
     assert abs(float(mx)) < 1e-5
 
 
+@pytest.mark.slow          # ~20-25 s on an idle 2-core box: the cavity solve below keeps the default run's check
 def test_kovasznay_solve_small_budget():
     """A short LM solve on the fast path: each field's relative L2 error falls well below
     that of the starting network (loose: the issue's 1e-5 target is a bench figure)."""
