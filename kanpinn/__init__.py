@@ -56,7 +56,19 @@ def discover(problem, **options):
     condition misfits vanish on fresh points; None when none does), ``.verified``,
     ``.residual``, ``.candidates`` (the table of what was tried), ``.report()``.
     Options: see ``kanpinn.symbolic.discover.discover`` (``max_time``, ``tol``,
-    ``structures``, ``starts``, ``stop_early``, ``solve``, ``log``)."""
+    ``structures``, ``starts``, ``stop_early``, ``solve``, ``log``).
+
+    Example (one structure, a tiny budget; by default six structures are searched):
+
+    >>> pi = torch.pi
+    >>> problem = kp.Problem(kp.Interval(-1.0, 1.0),
+    ...                      lambda x, u: kp.laplacian(u, x) + pi**2 * torch.sin(pi * x),
+    ...                      [kp.Dirichlet(0.0)])
+    >>> found = kp.discover(problem, structures=[[1, 1]],
+    ...                     solve=dict(grids=[5], steps=10, n_interior=60, n_boundary=2))
+    >>> found.verified, found.formula
+    (True, sin(pi*x))
+    """
     from .symbolic.discover import discover as _discover
     return _discover(problem, **options)
 

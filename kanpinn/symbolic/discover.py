@@ -121,7 +121,18 @@ def _fmt(v, fmt):
 @dataclass
 class Discovery:
     """What :func:`discover` found. ``formula`` is the simplest verified closed form
-    (a sympy expression, a Matrix for systems), or None when nothing verified."""
+    (a sympy expression, a Matrix for systems), or None when nothing verified;
+    ``candidates`` the rows of what was tried (:class:`CandidateRow`); ``report()`` the
+    readable table.
+
+    Example (no time given: nothing is tried, nothing is passed off as the answer):
+
+    >>> problem = kp.Problem(kp.Interval(-1.0, 1.0), lambda x, u: kp.laplacian(u, x) + 1.0,
+    ...                      [kp.Dirichlet(0.0)])
+    >>> found = kp.discover(problem, max_time=1e-9)
+    >>> found.verified, found.formula, found.candidates[0].why
+    (False, None, 'not tried: max_time spent')
+    """
 
     formula: object
     verified: bool
