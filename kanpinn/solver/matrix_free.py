@@ -293,8 +293,10 @@ class MatrixFreeLM:
 
 # rows evaluated at once by the registered optimiser: all of them up to this many
 # interior points (graphs kept for the step: fastest), chunks of CHUNK beyond (memory
-# bounded by the chunk, whatever the number of points)
-WHOLE_UP_TO, CHUNK = 8192, 4096
+# bounded by the chunk, whatever the number of points). Measured with chunks of 4096 on
+# a [2, 32, 32, 1] KAN at G = 20: peak RSS 2.2 GB on CPU, 1.8 GB on CUDA; the graph of a
+# chunk grows linearly with its rows, hence 2048
+WHOLE_UP_TO, CHUNK = 8192, 2048
 
 
 def _lm_cg(run, lr):
