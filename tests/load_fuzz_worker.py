@@ -26,7 +26,7 @@ from kanpinn.errors import KanpinnError
 from kanpinn.kan import KAN
 from kanpinn.result import Result, load
 
-CASE_SECONDS = 10
+CASE_SECONDS = 30           # generous: the machines running the tests are shared and noisy
 
 N_EXAMPLES, FOLDER = int(sys.argv[1]), sys.argv[2]
 SEED = int(sys.argv[3]) if len(sys.argv) > 3 else None      # None: the same examples every run
@@ -140,8 +140,12 @@ def apply(kind, arg):
                 del f[arg]
 
 
+class CaseTimeout(BaseException):
+    """Not an OSError (TimeoutError is one, and load turns OSErrors into KanpinnErrors)."""
+
+
 def _timeout(signum, frame):
-    raise TimeoutError(f"load took more than {CASE_SECONDS} s")
+    raise CaseTimeout(f"load took more than {CASE_SECONDS} s")
 
 
 signal.signal(signal.SIGALRM, _timeout)
