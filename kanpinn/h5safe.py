@@ -10,7 +10,8 @@ touches its data:
 - a dataset must be contiguous or chunked in this file (no external storage, no virtual
   dataset), numeric (bool/int/float), use only HDF5's built-in filters, and its size in
   memory (shape × item size, and its chunk's) must fit what is left of the byte budget,
-  before a single byte is read; every read is charged to that budget;
+  before a single byte is read; every read is charged to that budget; a compressed or
+  chunked dataset above 1 MiB may not expand more than ``MAX_EXPANSION`` times;
 - an attribute must be a scalar number or string (an array of variable-length strings
   could point many times at one large string);
 - a group may hold at most ``max_members`` links (listing them is not free).
@@ -33,6 +34,7 @@ DEFAULT_MAX_BYTES = 256 * 2 ** 20     # all datasets of one file, as arrays in m
 BUILTIN_FILTERS = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset",
                    32000: "lzf"}       # lzf is compiled into h5py, not a plugin
 MAX_JSON_DEPTH = 32
+MAX_EXPANSION = 1000                  # in-memory size / stored size of a compressed dataset above 1 MiB
 
 
 def open_hdf5(path, what="file"):
@@ -200,6 +202,14 @@ class Reader:
             raise self.fail(where, f"must be numeric (bool, int or float), got {dt}")
         need = int(np.prod(shape, dtype=object)) * dt.itemsize
         chunk = int(np.prod(chunks, dtype=object)) * dt.itemsize if chunks else 0
+        if need > 2 ** 20 and (filters or chunks):
+            try:
+                stored = ds.id.get_storage_size()
+            except (OSError, ValueError, RuntimeError):
+                stored = 0
+            if stored * MAX_EXPANSION < need:
+                raise self.fail(where, f"would expand {stored} bytes on disk into {need / 2 ** 20:.1f} MiB "
+                                       f"(more than {MAX_EXPANSION}x: a compression bomb, or data never written)")
         if max(need, chunk) > self.left:
             raise self.fail(where, f"would take {max(need, chunk) / 2 ** 20:.1f} MiB in memory (shape {shape}, "
                                    f"{dt}); the limit for this file is {self.max_bytes / 2 ** 20:.0f} MiB "

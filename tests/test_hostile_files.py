@@ -106,7 +106,7 @@ def test_hang_and_memory_cases_are_refused_quickly_in_bounded_memory(tmp_path):
         # a 213 kB file whose gzip dataset expands to 30 GB raised MemoryError
         "gzip_bomb": (lambda p: _replace(p, "history/loss", lambda f, n: f.create_dataset(
             n, shape=(4_000_000_000,), dtype="f8", compression="gzip", chunks=(1_000_000,))),
-            r"/history/loss would take 30517.6 MiB in memory"),
+            r"/history/loss would expand 0 bytes on disk into 30517.6 MiB"),
         # one small dataset whose chunk is 2 GiB: HDF5 would allocate the whole chunk to read it
         "chunk_bomb": (lambda p: _replace(p, "history/step", lambda f, n: f.create_dataset(
             n, shape=(1,), maxshape=(None,), dtype="f8", chunks=(2 ** 28,), compression="gzip")),
@@ -250,6 +250,20 @@ def test_bad_attributes_and_datasets_are_named(tmp_path):
 def _replace_ds(f, name, data):
     del f[name]
     f[name] = data
+
+
+def test_compression_bomb_within_the_byte_budget_is_refused(tmp_path):
+    # 200 MiB of never-written gzip chunks fit the 256 MiB budget, but would take seconds to
+    # inflate from a file of a few kB: refused by its expansion ratio
+    path = _replace(_save(tmp_path / "run.h5"), "history/loss", lambda f, n: f.create_dataset(
+        n, shape=(25 * 2 ** 20,), maxshape=(None,), dtype="f8", chunks=(4096,), compression="gzip"))
+    assert os.path.getsize(path) < 100_000
+    with pytest.raises(KanpinnError, match=r"run.h5: /history/loss would expand 0 bytes on disk into 200.0 MiB "
+                                           r"\(more than 1000x"):
+        load(path)
+    ok = _replace(_save(tmp_path / "ok.h5"), "history/loss", lambda f, n: f.create_dataset(
+        n, data=np.random.default_rng(0).normal(size=2 ** 18), chunks=(4096,), compression="gzip"))
+    assert load(ok).history["loss"].shape == (2 ** 18,)          # real compressed data (2 MiB) loads
 
 
 def test_max_bytes_caps_every_read(tmp_path):
