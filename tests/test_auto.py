@@ -92,3 +92,13 @@ def test_solve_without_model_records_and_prints_the_choices(capsys):
     assert math.isfinite(res.metrics["l2_relative"])
     out = capsys.readouterr()
     assert "auto mode" in out.out + out.err and "hard constraints" in out.out + out.err
+
+
+def test_auto_mode_runs_klein_gordon_with_a_time_dependent_dirichlet_value_and_initial_velocity():
+    # regression: the exact-constraint lifting differentiated h(x, t) under no_grad (the
+    # loss logged before training) and crashed ("element 0 of tensors does not require grad")
+    from kanpinn.problem_file import load_problem
+    import os
+    problem = load_problem(os.path.join(os.path.dirname(__file__), "..", "problems", "klein_gordon_1d.py"))
+    res = kp.solve(problem, steps=2, grids=[5], n_interior=200, n_boundary=50, progress=False)
+    assert res.metrics["l2_relative"] < 0.5

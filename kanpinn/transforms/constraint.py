@@ -83,9 +83,16 @@ class Lifting:
         if self.v0 is not None:
             vel = self._value(self.v0, x0, "initial velocity")
             if callable(self.h):
-                x0 = x0.detach().requires_grad_(True) if not x0.requires_grad else x0
-                hv = self._value(self.h, x0, "Dirichlet value")
-                ht = torch.autograd.grad(hv.sum(), x0, create_graph=True, allow_unused=True)[0]
+                # ∂h/∂t at t0 by autograd, also when the caller runs under no_grad (a
+                # loss evaluated for logging): the derivative is part of g's value
+                outer = torch.is_grad_enabled()
+                with torch.enable_grad():
+                    x0 = x0.detach().requires_grad_(True) if not x0.requires_grad else x0
+                    hv = self._value(self.h, x0, "Dirichlet value")
+                    ht = None
+                    if hv.requires_grad:
+                        ht = torch.autograd.grad(hv.sum(), x0, create_graph=outer,
+                                                 allow_unused=True)[0]
                 if ht is not None:
                     vel = vel - ht[:, self.t_col:self.t_col + 1]
             g = g + (x[:, self.t_col:self.t_col + 1] - float(self.t0)) * vel
