@@ -130,8 +130,11 @@ class MatrixFreeLM:
     probes."""
 
     def __init__(self, loss: PINNLoss, params, inverse=(), lam=1e-3, cg_iters=50, cg_tol=1e-4,
-                 probes=8, chunk=None, seed=0):
+                 probes=8, chunk=None, seed=0, comm=None):
         self.loss_fn = loss
+        # data parallel: every product and loss is summed over ranks (identity in one
+        # process), so CG runs on the global normal equations, identically on each rank
+        self.sum_ = comm.sum_ if comm is not None else (lambda t: t)
         self.params, self.inverse = list(params), list(inverse)
         self.all = self.params + self.inverse
         checks = {"lam": (lam, float, lambda v: v > 0), "cg_tol": (cg_tol, float, lambda v: 0 < v < 1),
@@ -212,12 +215,13 @@ class MatrixFreeLM:
                 parts[name] = parts.get(name, 0.0) + w * float((raw.detach().double() ** 2).sum()) / m
             if len(views) == 1:
                 kept = [prod]
-        return grad, diag, loss, parts, kept, views, n
+        loss = float(self.sum_(torch.tensor(loss, dtype=torch.float64, device=grad.device)))
+        return self.sum_(grad), self.sum_(diag), loss, parts, kept, views, n
 
     def _normal_product(self, v, kept, views, n):
         """JᵀJ v, chunk by chunk (re-evaluating each chunk) unless a graph is kept."""
         if kept:
-            return kept[0].rmatvec(kept[0].matvec(v))
+            return self.sum_(kept[0].rmatvec(kept[0].matvec(v)))
         out = None
         for view in views:
             with torch.enable_grad():
@@ -227,7 +231,7 @@ class MatrixFreeLM:
             out = jtjv if out is None else out + jtjv
         if len(views) == 1:         # one chunk: keep this graph until the parameters move
             kept.append(prod)
-        return out
+        return self.sum_(out)
 
     def _apply(self, delta, sign=1.0):
         with torch.no_grad():
@@ -267,7 +271,7 @@ class MatrixFreeLM:
             predicted = float(-2.0 * (delta @ grad) - delta @ jd)
             self._apply(delta)
             r_new = self._residual(views).double()
-            loss_new = float(r_new @ r_new)
+            loss_new = float(self.sum_(r_new @ r_new))
             rho = (loss0 - loss_new) / predicted if predicted > 0 else -1.0
             if loss_new == loss_new and rho > 0 and loss_new < loss0:
                 self.lam = max(self.lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 1e-15)
@@ -302,7 +306,7 @@ WHOLE_UP_TO, CHUNK = 8192, 2048
 def _lm_cg(run, lr):
     params = [p for p in run.model.parameters() if p.requires_grad]
     n = run.loss.colloc.interior.shape[0]
-    inner = MatrixFreeLM(run.loss, params, list(run.params.values()), lam=run.lm_lam,
+    inner = MatrixFreeLM(run.loss, params, list(run.params.values()), lam=run.lm_lam, comm=run.comm,
                          chunk=None if n <= WHOLE_UP_TO else CHUNK)
     return ResidualStepper(inner, run, "lm-cg")
 
