@@ -118,6 +118,12 @@ def _auto_options(assignments):
             raise KanpinnError(f"--set {text}: model keys need a solver file (--solver kan, or a TOML file); "
                                "without --solver kanpinn picks the model itself")
         options[key[8:] if key.startswith("options.") else key] = value
+    from .options import validate_solve_options
+    from .presets import _optimizer_names
+    try:                                 # the schema at the door, before kanpinn picks a model
+        validate_solve_options(options, optimizers=_optimizer_names())
+    except KanpinnError as e:
+        raise KanpinnError(f"--set: {e}") from None
     return options
 
 
