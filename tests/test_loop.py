@@ -254,3 +254,45 @@ def test_solve_seed_makes_runs_with_unseeded_models_repeatable():
     before = model(torch.tensor([[0.3]], dtype=torch.float64)).item()
     again = kp.solve(poisson_1d(), model, grids=[5], steps=0, optimizer="lm", seed=9, grid_update=False, **FAST)
     assert again.model(torch.tensor([[0.3]], dtype=torch.float64)).item() == pytest.approx(before, abs=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "lm", "lm-cg"])
+def test_fault_injection_nan_at_a_random_step_for_each_optimizer(optimizer):
+    # a residual that turns NaN for good from a random call on: every optimiser must
+    # end with finite parameters, a finite loss no worse than its best, and a warning
+    rng = np.random.default_rng(abs(hash(optimizer)) % 2**32)
+    start = int(rng.integers(5, 25))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        res = kp.solve(poisson_1d(_nan_after(start)), kp.KAN([1, 3, 1], seed=0), optimizer=optimizer,
+                       lr=1e-2 if optimizer == "adam" else None, steps=30, grids=[5], **FAST)
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+    assert np.isfinite(res.predict(np.linspace(-1, 1, 9)[:, None])).all()
+    h = res.history["loss"]
+    assert np.isfinite(h).any() and res.metrics["steps"] <= 30
+    assert any(issubclass(x.category, SolverWarning) for x in w) or res.metrics.get("notes")
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lm"])
+def test_kill_at_a_random_moment_then_resume_equals_the_unbroken_run(tmp_path, monkeypatch, optimizer):
+    import importlib
+    loop = importlib.import_module("kanpinn.solver.loop")
+    opts = dict(grids=[4, 8], steps=6, optimizer=optimizer, checkpoint_every=2, **FAST)
+    unbroken = kp.solve(poisson_1d(), kp.KAN([1, 3, 1], seed=0), **opts)
+    kill_at = int(np.random.default_rng(7 if optimizer == "lm" else 8).integers(2, 12))
+    orig, calls = loop.tick, {"n": 0}
+
+    def dying_tick(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == kill_at:
+            raise KeyboardInterrupt("simulated kill")
+        return orig(*a, **k)
+
+    ck = tmp_path / "run.ckpt.h5"
+    monkeypatch.setattr(loop, "tick", dying_tick)
+    with pytest.raises(KeyboardInterrupt):
+        kp.solve(poisson_1d(), kp.KAN([1, 3, 1], seed=0), checkpoint=str(ck), **opts)
+    monkeypatch.setattr(loop, "tick", orig)
+    resumed = kp.solve(poisson_1d(), kp.KAN([1, 3, 1], seed=0), checkpoint=str(ck), **opts)
+    x = np.linspace(-1, 1, 31)[:, None]
+    np.testing.assert_array_equal(resumed.predict(x), unbroken.predict(x))
