@@ -91,15 +91,21 @@ def test_problem_file_errors(tmp_path):
 def test_shipped_problem_files_have_exact_solutions(path):
     mod = load_problem_module(path)
     p = mod.problem
-    assert p.exact is not None and p.name == os.path.splitext(os.path.basename(path))[0]
+    assert p.name == os.path.splitext(os.path.basename(path))[0]
     assert isinstance(getattr(mod, "suggested", {}), dict)
+    if p.exact is None:
+        # no closed form: the file must carry its published reference (the cavity: Ghia
+        # et al.'s centreline tables) and a function comparing a solution with it
+        assert callable(getattr(mod, "centreline_deviation", None)), "no exact solution and no reference"
+        return
     x = torch.as_tensor(p.domain.sample_interior(64, "sobol", seed=1), dtype=torch.float64).requires_grad_()
     tol = getattr(mod, "reference_accuracy", 1e-9)      # a numerical reference states its own
     args = (x, p.exact(x))
     if p.parameters:                                    # inverse problems: at the true values
         args += ({k: torch.tensor(v, dtype=torch.float64) for k, v in mod.true_parameters.items()},)
     res = p.residual(*args)
-    assert float(res.detach().abs().max()) < tol
+    for term in (res if isinstance(res, (tuple, list)) else (res,)):    # systems: one term each
+        assert float(term.detach().abs().max()) < tol
     for c in p.conditions:
         pts = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in c.sample(p.domain, 32, "sobol", 0).items()}
         assert float(c.misfit(p.exact, pts).detach().abs().max()) < tol
@@ -110,7 +116,7 @@ def test_solve_command_tiny_budget(tmp_path, capsys, monkeypatch):
     prob.write_text(TINY_PROBLEM)
     monkeypatch.chdir(tmp_path)
     args = ["solve", str(prob), "--set", "steps=5", "grids=[3]", "n_interior=64", "n_boundary=2",
-            "progress=false", "--set", "model.widths=[1, 3, 1]"]
+            "progress=false", "--set", "model.widths=[1, 3, 1]", "--solver", "kan"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "relative L2 error" in out
