@@ -83,8 +83,8 @@ class Embedded(ModelWrapper):
         """Move the box (the solver calls this with the domain's box); the inner model
         keeps seeing [-1, 1]."""
         with torch.no_grad():
-            self.lo.copy_(torch.as_tensor(np.asarray(lo, dtype=np.float64), dtype=self.lo.dtype))
-            self.hi.copy_(torch.as_tensor(np.asarray(hi, dtype=np.float64), dtype=self.hi.dtype))
+            self.lo.copy_(torch.as_tensor(np.array(lo, dtype=np.float64), dtype=self.lo.dtype))
+            self.hi.copy_(torch.as_tensor(np.array(hi, dtype=np.float64), dtype=self.hi.dtype))
         return self
 
     # ------------------------------------------------------------------ the map
