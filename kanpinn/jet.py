@@ -467,13 +467,7 @@ def _split(out, args, kwargs):
     return _column_pieces(out, src, [p.shape[1] for p in out])
 
 
-def _chunk(out, args, kwargs):
-    src = args[0]
-    if not isinstance(src, JetTensor) or src._jet_x is None or strip(src).dim() != 2:
-        raise _Plain
-    if _dim_arg(args, kwargs, 2, 0) not in (1, -1):
-        raise _Plain
-    return _column_pieces(out, src, [p.shape[1] for p in out])
+_chunk = _split          # the same rule: column pieces of a 2-D jet tensor along dim 1
 
 
 def _cat(out, args, kwargs):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy.special import ndtri
 
-from ..domains import _TOL, Domain, _as_scalar, _as_vector, _check_variables, _Piece
+from ..domains import Disk, Domain, _as_scalar, _as_vector, _check_variables, _Piece
 from ..errors import KanpinnError
 from . import rfunctions
 
@@ -97,24 +97,10 @@ class Ball(Domain):
 
         return [_Piece(k, area, sphere, periodic=periodic)]
 
-    def normals(self, x) -> np.ndarray:
-        """(x - c) / |x - c| (radial; exact on the sphere)."""
-        x = self._points(x)
-        v = x - self.center
-        r = np.linalg.norm(v, axis=1, keepdims=True)
-        out = np.zeros_like(v)
-        ok = r[:, 0] > 0
-        out[ok] = v[ok] / r[ok]
-        out[~ok, 0] = 1.0  # the centre has no direction; any unit vector will do
-        return out
-
-    def contains(self, x) -> np.ndarray:
-        x = self._points(x)
-        return np.linalg.norm(x - self.center, axis=1) <= self.radius * (1 + _TOL)
-
-    def boundary_distance(self, x) -> np.ndarray:
-        x = self._points(x)
-        return self.radius - np.linalg.norm(x - self.center, axis=1)
+    # a ball is a disk in any dimension: radial normals, containment, signed distance
+    normals = Disk.normals
+    contains = Disk.contains
+    boundary_distance = Disk.boundary_distance
 
     def distance(self, x) -> torch.Tensor:
         """(r² - |x - c|²) / (2r): a polynomial, slope 1 on the sphere."""
