@@ -42,12 +42,15 @@ def test_plan_switches_on_the_methods_the_problem_needs():
     model, opts, ch = plan(wave(), {})
     assert isinstance(model, HardConstraint)
     assert ch["methods"]["hard_constraints"]["enforced"] == "exact: dirichlet, initial"
-    assert any(isinstance(h, CausalWeights) for h in opts["hooks"])
+    # second order in time: no causal weighting (measured: it hurt the wave equation)
+    assert not any(isinstance(h, CausalWeights) for h in opts["hooks"])
+    assert any("no causal weighting" in n for n in ch["notes"])
     assert opts["grids"] == [5, 10, 20] and opts["optimizer"] == "lm" and opts["max_time"] > 0
     budget = [h for h in opts["hooks"] if isinstance(h, StageBudget)]
     assert len(budget) == 1 and budget[0].ends[-1] == pytest.approx(opts["max_time"])
     json.dumps(ch)                                     # JSON-safe
     model, opts, ch = plan(periodic(), {})
+    assert any(isinstance(h, CausalWeights) for h in opts["hooks"])      # first order in time
     emb = model if isinstance(model, Embedded) else model.inner
     assert isinstance(emb, Embedded) and emb.periodic == {0: 2} and emb.inner.width_in == 5
     assert any("periodic" in n for n in ch["notes"])
