@@ -24,21 +24,24 @@ import numpy as np
 
 from .errors import KanpinnError
 
-__all__ = ["error_metrics", "UNDEFINED_ABOVE", "SCALAR_KEYS"]
+__all__ = ["error_metrics", "as_columns", "UNDEFINED_ABOVE", "SCALAR_KEYS"]
 
 UNDEFINED_ABOVE = 1e12        # a relative error above this only says the reference is ~0
 SCALAR_KEYS = ("l2_relative", "l2_absolute", "max_abs")   # the float entries (for histories)
 
 
-def _as_2d(a, what):
+def as_columns(a, what, owner="error_metrics"):
+    """``a`` (numpy or torch) as a float64 (N, m) array; a 1-D array is one column."""
     if hasattr(a, "detach"):                              # a torch tensor
         a = a.detach().cpu().numpy()
     a = np.asarray(a, dtype=np.float64)
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2:
-        raise KanpinnError(f"error_metrics: {what} must be an (N, m) array, got shape {a.shape}")
+        raise KanpinnError(f"{owner}: {what} must be an (N, m) array, got shape {a.shape}")
     return a
+
+
 
 
 def _relative(diff_norm, ref_norm):
@@ -66,8 +69,8 @@ def error_metrics(pred, exact) -> dict:
     >>> z["l2_relative"], z["l2_absolute"], "l2_note" in z
     (nan, 1.0, True)
     """
-    p = _as_2d(pred, "the prediction")
-    e = _as_2d(exact, "the exact solution")
+    p = as_columns(pred, "the prediction")
+    e = as_columns(exact, "the exact solution")
     if p.shape != e.shape:
         raise KanpinnError(f"error_metrics: the prediction has shape {p.shape} but the exact solution "
                            f"{e.shape}; they must match exactly (one exact column per model output)")

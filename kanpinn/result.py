@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .errors import KanpinnError
-from .metrics import error_metrics
+from .metrics import as_columns, error_metrics
 from .paths import check_output_path, clean_orphans, temp_prefix
 
 __all__ = ["Result", "load", "FORMAT", "VERSION"]
@@ -89,16 +89,7 @@ def _model_place(model):
 
 
 def _to_numpy_2d(a, what):
-    if a is None:
-        return None
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim == 1:
-        a = a[:, None]
-    if a.ndim != 2:
-        raise KanpinnError(f"Result: {what} must be a 2-D array (N, k), got shape {a.shape}")
-    return a
+    return None if a is None else as_columns(a, what, owner="Result")
 
 
 class Result:
