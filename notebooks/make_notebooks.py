@@ -736,7 +736,7 @@ def nb07():
         Kovasznay's exact solution, with λ = Re/2 - sqrt(Re²/4 + 4π²):
         u = 1 - e^{λx} cos 2πy, v = λ/(2π) e^{λx} sin 2πy, p = (1 - e^{2λx})/2, on
         [-0.5, 1] × [-0.5, 1.5]. u and v are prescribed on the boundary; p is pinned at the
-        corner (-0.5, -0.5) to its exact value, so the learned pressure carries the exact
+        centre of the box (0.25, 0.5) to its exact value, so the learned pressure carries the exact
         constant and the error of p is measured directly. Levenberg-Marquardt on the
         structured Jacobian (`optimizer="lm"`) trains the three fields together.
         """),

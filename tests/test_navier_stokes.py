@@ -41,7 +41,7 @@ def test_kovasznay_exact_solution_satisfies_the_equations_and_conditions():
     x = _points(problem.domain, 256)
     for term in problem.residual_terms(x, exact(x), None):
         assert term.shape == (256, 1) and float(term.detach().abs().max()) < 1e-12
-    # conditions: u, v on the walls, p at the pinned corner, all zero misfit on the exact field
+    # conditions: u, v on the walls, p at the pinned centre, all zero misfit on the exact field
     colloc = kp.solver.loss.Collocation(problem, 16, 64, "sobol", 0, torch.float64, "cpu")
     for cond, pts in zip(problem.conditions, colloc.conditions):
         assert float(cond.misfit(exact, pts).detach().abs().max()) < 1e-14
