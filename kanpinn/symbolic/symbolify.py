@@ -312,17 +312,32 @@ def _symbolify_embedded(wrapper, result_or_model, domain, var_names, library, va
     Xt = torch.as_tensor(X, dtype=_DT)
     with torch.no_grad():
         u_model = copy.deepcopy(wrapper).to(dtype=_DT, device="cpu").eval()(Xt)
+    problem = getattr(result_or_model, "problem", None)
     if clean:  # constants such as a*pi/L meet in x: snap once more there
         exprs = [_clean_one(e, symbols, X, 1e-6, 1e-6) for e in exprs]
+        if problem is not None and len(exprs) == 1 and refine:
+            # in x the PDE is known: refine the constants to it, then snap judged by it
+            # (the same steps a plain KAN gets inside _symbolify)
+            exprs = [_pde_refine_expr(exprs[0], problem, symbols, refine_steps, seed)]
+            exprs = [_polish(exprs[0], symbols, problem, result_or_model, seed, X, Xt, u_model, 1e-6)]
     errors = dict(rep.errors)
     errors["raw_vs_model"] = _rel(raws, symbols, Xt, u_model)
     errors["clean_vs_model"] = _rel(exprs, symbols, Xt, u_model)
-    problem = getattr(result_or_model, "problem", None)
     exact = _exact(problem, Xt)
     if exact is not None:
         errors["clean_vs_exact"] = _rel(exprs, symbols, Xt, exact)
     wrap = (lambda v: v[0]) if len(exprs) == 1 else (lambda v: sympy.Matrix(v))
     return SymbolicReport(wrap(exprs), wrap(raws), symbols, rep.edges, rep.model, errors, X)
+
+
+def _pde_refine_expr(expr, problem, symbols, steps, seed):
+    """The formula with its float constants fitted to the PDE (polish.refine_constants),
+    or the formula itself when that fails or does not lower the loss."""
+    try:
+        from .polish import refine_constants
+        return refine_constants(expr, problem, symbols, steps=steps, seed=seed + 7)
+    except Exception:  # noqa: BLE001 - a refinement is an extra, never a failure
+        return expr
 
 
 # ---------------------------------------------------------------------------------------
@@ -584,6 +599,61 @@ class _ExprModule(torch.nn.Module):
         return out.reshape(-1, 1) + 0 * x[:, :1]
 
 
+def _numeric_products(expr):
+    """expr with every product of numbers (pi included) evaluated to one float."""
+    def fold(e):
+        if e.is_Mul:
+            num = [a for a in e.args if a.is_number]
+            if len(num) > 1 and any(isinstance(a, sympy.Float) for a in num):
+                rest = [a for a in e.args if not a.is_number]
+                return sympy.Mul(sympy.Float(sympy.Mul(*num).evalf(17), 17), *rest)
+        return e
+    try:
+        return expr.replace(lambda e: e.is_Mul, fold)
+    except Exception:  # noqa: BLE001
+        return expr
+
+
+def _snap_candidates(expr, symbols, P, snap_tol):
+    """Snapped forms of ``expr`` for the PDE to judge: constants inside function arguments
+    (rates, frequencies: they define the structure) snapped, products multiplied out so
+    that cancelling factors meet (exp(-t)·exp(t) = 1), then the terms a trained network
+    leaves behind dropped (1e-5..1e-3 of the sum: heat, default MultKAN, gave
+    -1.6e-5*sin(pi*x) next to 1.0000158*exp(-t)*sin(pi*x), or 0.0028 - 0.0029*exp(-0.02*t)
+    next to exp(-t)*sin(pi*x)) and the remaining coefficients snapped. Dropping a term
+    only pays together with snapping the others, so each form is whole: terms below a
+    relative threshold (recursively), or the k smallest top-level terms."""
+    inner = {}
+    for f in expr.atoms(sympy.Function):
+        for c in f.args[0].atoms(sympy.Float) if f.args else ():
+            snapped = snap_number(float(c), snap_tol, 12, (sympy.pi,))
+            if snapped is not None:
+                inner[c] = snapped
+    cand = sympy.powsimp(sympy.expand(expr.xreplace(inner), power_base=False, log=False), combine="exp")
+    out = []
+    for rel in (1e-2 * snap_tol, 1e-4, 1e-3):
+        out.append(drop_small_terms(cand, symbols, P, rel))
+    terms = list(sympy.Add.make_args(cand))
+    if 2 < len(terms) <= 12:
+        Pt = torch.as_tensor(P, dtype=_DT)
+        sizes = [_max_abs(tm, symbols, Pt) for tm in terms]
+        order = sorted(range(len(terms)), key=lambda i: sizes[i])
+        for k in range(1, len(terms)):
+            out.append(drop_small_terms(sympy.Add(*[terms[i] for i in order[k:]]), symbols, P,
+                                        1e-2 * snap_tol))   # and a phase of 4.8e-6 inside sin
+    return [snap_constants(c, snap_tol, 12, (sympy.pi,)) for c in out]
+
+
+def _max_abs(e, symbols, Pt):
+    try:
+        with torch.no_grad():
+            v = torch.as_tensor(expr_to_torch(e, symbols)(*[Pt[:, i] for i in range(Pt.shape[1])]),
+                                dtype=_DT)
+        return float(v.abs().max()) if bool(torch.isfinite(v).all()) else math.inf
+    except Exception:  # noqa: BLE001
+        return math.inf
+
+
 def _pde_judge(problem, result, symbols, seed, n_points=512):
     """loss_of(expr): the PINN loss (PDE residual and condition misfits) of a formula."""
     from ..solver.loss import Collocation, PINNLoss
@@ -619,21 +689,16 @@ def _polish(expr, symbols, problem, result, seed, X, Xt, u_model, tol, snap_tol=
             def accept(e):
                 return _rel([e], symbols, Xt, u_model) <= max(tol, _rel([expr], symbols, Xt, u_model))
         P = np.asarray(X, dtype=np.float64)
-        # 1. constants inside function arguments (rates, frequencies) define the structure
-        inner = {}
-        for f in expr.atoms(sympy.Function):
-            for c in f.args[0].atoms(sympy.Float) if f.args else ():
-                snapped = snap_number(float(c), snap_tol, 12, (sympy.pi,))
-                if snapped is not None:
-                    inner[c] = snapped
-        cand = expr.xreplace(inner)
-        # 2. multiply out so that cancelling factors meet, 3. drop what became negligible,
-        # 4. snap the remaining coefficients
-        cand = sympy.powsimp(sympy.expand(cand, power_base=False, log=False), combine="exp")
-        cand = drop_small_terms(cand, symbols, P, 1e-2 * snap_tol)
-        cand = snap_constants(cand, snap_tol, 12, (sympy.pi,))
-        if cand != expr and accept(cand):
-            return cand
+        tried = []
+        # two starting points: the formula as read, and with its numbers multiplied out
+        # (a gauge between a product's factors leaves pi*0.3183187*exp(-t)*sin(pi*x), whose
+        # coefficient is 1 only once pi and 0.3183187 meet)
+        for start in (expr, _numeric_products(sympy.expand(expr, power_base=False, log=False))):
+            for c in _snap_candidates(start, symbols, P, snap_tol):
+                if c != expr and all(c != o for o, _ in tried) and accept(c):
+                    tried.append((c, loss_of(c) if problem is not None else 0.0))
+        if tried:
+            return min(tried, key=lambda item: (item[1], sympy.count_ops(item[0])))[0]
     except Exception:  # noqa: BLE001 - polishing is an extra: keep the verified formula
         pass
     return expr
