@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .. import jet
+from .gram import gram
 from .jacobian import NotPointwise, layer_jacobian
 from .loss import PINNLoss
 
@@ -104,7 +105,7 @@ class LevenbergMarquardt:
             self._check(J, r)
         loss0 = float(self.sum_(r.double() @ r.double()))
         Jd = J.double()
-        A = self.sum_(Jd.T @ Jd)
+        A = self.sum_(gram(Jd))             # JᵀJ, each symmetric block pair once
         g = self.sum_(Jd.T @ r.double())
         # damping D = sqrt(diag(JᵀJ)) · mean(sqrt(diag)): between Levenberg's identity
         # (ignores parameter scales) and Marquardt's diag(JᵀJ) (over-damps the strong
