@@ -45,9 +45,11 @@ def test_plan_switches_on_the_methods_the_problem_needs():
     # second order in time: no causal weighting (measured: it hurt the wave equation)
     assert not any(isinstance(h, CausalWeights) for h in opts["hooks"])
     assert any("no causal weighting" in n for n in ch["notes"])
-    assert opts["grids"] == [5, 10, 20] and opts["optimizer"] == "lm" and opts["max_time"] > 0
+    # planned 5/10/20, then finer grids while the budget allows (continuation)
+    assert opts["grids"] == [5, 10, 20, 40, 80] and opts["optimizer"] == "lm" and opts["max_time"] > 0
+    assert ch["methods"]["continuation"]["planned"] == 3
     budget = [h for h in opts["hooks"] if isinstance(h, StageBudget)]
-    assert len(budget) == 1 and budget[0].ends[-1] == pytest.approx(opts["max_time"])
+    assert len(budget) == 1 and len(budget[0].ends) == 3 and budget[0].ends[-1] == pytest.approx(opts["max_time"])
     json.dumps(ch)                                     # JSON-safe
     model, opts, ch = plan(periodic(), {})
     assert any(isinstance(h, CausalWeights) for h in opts["hooks"])      # first order in time
@@ -69,7 +71,7 @@ def test_user_options_win_and_are_reported_as_kept():
 def test_unclassifiable_problem_gets_a_default_and_says_so():
     prob = kp.Problem(kp.Disk([0, 0], 1), lambda x, u: kp.laplacian(u, x) - 1.0, [kp.Neumann(0.5)])
     model, opts, ch = plan(prob, {})
-    assert model.width_in == 2 and opts["grids"] == [5, 10, 20]
+    assert model.width_in == 2 and opts["grids"][:3] == [5, 10, 20]
     assert any("not a box" in n for n in ch["notes"])
     assert any("no exact solution" in n for n in ch["notes"])
     with pytest.raises(KanpinnError, match="dict"):

@@ -90,15 +90,28 @@ def _set(options, choices, key, value, why):
 
 def _schedule(info, options, choices, grid0):
     """Grids, steps and the time budget (the user's settings win)."""
-    _set(options, choices, "grids", [grid0, 2 * grid0, 4 * grid0],
+    planned = [grid0, 2 * grid0, 4 * grid0]
+    extra = []
+    if "grids" not in options and options.get("max_time"):
+        # continuation: finer grids appended after the planned schedule, started only when
+        # they fit in the time left (continuation.Continuation); measured, 180 s budget:
+        # Helmholtz (1, 4) 1.6e-5 -> 2.9e-6 and Wave1d-C 3.2e-4 -> 4.6e-5 with grid 40
+        extra = [8 * grid0, 16 * grid0]
+    _set(options, choices, "grids", planned + extra,
          "grid extension (coarse to fine) is what makes KANs accurate: each stage starts "
-         "from the previous grid's solution")
+         "from the previous grid's solution" + ("; the grids after the first three run only when the "
+                                                 "time budget leaves room for them" if extra else ""))
     n_stages = len(options["grids"]) if options.get("grids") else 1
     steps = _PRESET["steps"] if n_stages >= 3 else 120
     _set(options, choices, "steps", steps, "Levenberg-Marquardt converges within tens of steps per grid")
     _set(options, choices, "n_interior", _PRESET["n_interior"] if info["dimension"] <= 2 else 3000,
          "collocation points: enough to resolve the finest grid in every direction")
     _set(options, choices, "n_boundary", _PRESET["n_boundary"], "points per condition")
+    if extra and options.get("grids") == planned + extra:
+        choices["methods"]["continuation"] = {
+            "planned": len(planned), "extra_grids": extra,
+            "why": "the planned grids often end long before max_time: finer grids follow while "
+                   "they fit in the time left, with points growing with the parameters"}
 
 
 def plan(problem, options: dict):
@@ -137,19 +150,29 @@ def plan(problem, options: dict):
 
 
 def _stage_budget(options, choices):
-    """Split max_time over the grid stages (finer grids get more), so a slow machine still
-    reaches the finest grid."""
+    """Split max_time over the planned grid stages (finer grids get more), so a slow
+    machine still reaches the finest planned grid; appended grids (continuation) run on
+    the time the planned ones leave."""
     grids = options.get("grids") or []
     if not options.get("max_time") or len(grids) < 2:
         return
     from .budget import StageBudget
-    if any(isinstance(h, StageBudget) for h in options.get("hooks") or ()):
-        return
-    shares = list(range(1, len(grids) + 1))
-    options["hooks"] = list(options.get("hooks") or ()) + [StageBudget(options["max_time"], shares)]
-    choices["methods"]["stage_budget"] = {
-        "shares": shares, "why": "max_time split over the grids in proportion 1:2:...: every grid is "
-                                 "reached, unused time carries over"}
+    from .continuation import Continuation
+    hooks = list(options.get("hooks") or ())
+    cont = choices["methods"].get("continuation")
+    planned = cont["planned"] if cont else len(grids)
+    if cont and not any(isinstance(h, Continuation) for h in hooks):
+        # LM refuses more than 8000 parameters (lm.py): no appended grid beyond that
+        lm = options.get("optimizer") == "lm"
+        hooks.append(Continuation(options["max_time"], planned, grids, max_params=8000 if lm else None))
+    if not any(isinstance(h, StageBudget) for h in hooks):
+        shares = list(range(1, planned + 1))
+        hooks.append(StageBudget(options["max_time"], shares))
+        choices["methods"]["stage_budget"] = {
+            "shares": shares, "why": "max_time split over the planned grids in proportion 1:2:...: every "
+                                     "planned grid is reached, unused time carries over"}
+    if hooks:
+        options["hooks"] = hooks
 
 
 def _say_methods(choices):
