@@ -14,7 +14,7 @@ import kanpinn as kp
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 
 SCRIPT = textwrap.dedent('''
-    import json, math, os, sys
+    import json, math, os, sys, time
     import numpy as np, torch
     import kanpinn as kp
     from kanpinn.solver import Hook
@@ -23,7 +23,8 @@ SCRIPT = textwrap.dedent('''
     rank = int(os.environ["RANK"])
     torch.set_num_threads(1)
     pi = math.pi
-    problem = kp.Problem(kp.Interval(-1.0, 1.0), lambda x, u: kp.laplacian(u, x) + pi ** 2 * torch.sin(pi * x),
+    right = float(os.environ.get("RIGHT_OVERRIDE", "1.0")) if rank == 1 else 1.0
+    problem = kp.Problem(kp.Interval(-1.0, right), lambda x, u: kp.laplacian(u, x) + pi ** 2 * torch.sin(pi * x),
                          conditions=[kp.Dirichlet(0.0)], exact=lambda x: torch.sin(pi * x), name="p1")
 
     class Die(Hook):
@@ -36,7 +37,15 @@ SCRIPT = textwrap.dedent('''
             if self._armed and run.global_step == 7:
                 raise KeyboardInterrupt("simulated kill")
 
-    hooks = [Die(mode == "kill")] if mode in ("kill", "resume") else []
+    class Lost(Hook):
+        """Rank 1 leaves at step 3: it exits at once ("die") or stops answering ("stall")."""
+        def after_step(self, run, info):
+            if rank == 1 and run.global_step == 3:
+                if mode == "die":
+                    os._exit(9)
+                time.sleep(600)
+
+    hooks = [Die(mode == "kill")] if mode in ("kill", "resume") else [Lost()] if mode in ("die", "stall") else []
     ck = os.path.join(out, "run.ckpt.h5") if mode in ("kill", "resume") else None
     seed = int(os.environ.get("SEED_OVERRIDE", "0")) if rank == 1 else 0
     try:
@@ -119,10 +128,48 @@ def test_grid_extension_checkpoint_and_resume_under_torchrun(tmp_path):
         np.testing.assert_allclose(np.load(tmp_path / f"pred_resume_{r}.npy"), p0, rtol=0, atol=1e-10)
 
 
-def test_mismatched_options_across_ranks_are_refused(tmp_path):
-    proc = _torchrun(tmp_path, "plain", "lm", env_extra={"SEED_OVERRIDE": "5"})
+@pytest.mark.parametrize("override", [{"SEED_OVERRIDE": "5"}, {"RIGHT_OVERRIDE": "2.0"}])
+def test_mismatched_options_across_ranks_are_refused(tmp_path, override):
+    # rank 1 runs another seed, or another problem (its domain differs): every rank stops
+    proc = _torchrun(tmp_path, "plain", "lm", env_extra=override)
     assert proc.returncode != 0
-    assert "disagree" in proc.stdout + proc.stderr
+    assert proc.stdout.count("KANPINN_ERROR") == 2 and "disagree" in proc.stdout
+
+
+def _spawn_ranks(tmp_path, mode, timeout_s):
+    """Two ranks started directly (torchrun's agent would kill the survivor as soon as a
+    worker fails, hiding what the survivor does on its own)."""
+    script = tmp_path / "dp.py"
+    script.write_text(SCRIPT)
+    port = str(_free_port())
+    procs = []
+    for rank in (0, 1):
+        env = dict(os.environ, OMP_NUM_THREADS="1", KANPINN_DIST_TIMEOUT=str(timeout_s), RANK=str(rank),
+                   LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        procs.append(subprocess.Popen([sys.executable, str(script), mode, str(tmp_path), "lm", "[5]"], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+@pytest.mark.parametrize("mode", ["die", "stall"])
+def test_a_rank_that_dies_or_stalls_stops_the_survivor_with_a_clear_error(tmp_path, mode):
+    # rank 1 exits (die) or stops answering (stall) after its third step; rank 0 is in
+    # its next collective. It must raise a KanpinnError naming the failed collective,
+    # not hang: at once when the peer's socket closes, after KANPINN_DIST_TIMEOUT (10 s)
+    # when the peer is silent. The communicate() bound only guards against a hang.
+    procs = _spawn_ranks(tmp_path, mode, 10)
+    try:
+        out0, err0 = procs[0].communicate(timeout=200)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+    assert procs[0].returncode == 4, (out0, err0[-3000:])     # the script's KanpinnError exit
+    assert procs[1].returncode != 0
+    line = next(ln for ln in out0.splitlines() if ln.startswith("KANPINN_ERROR"))
+    assert "data-parallel" in line and "rank 0 of 2" in line and "died or timed out" in line
+    assert not (tmp_path / "pred_die_0.npy").exists() and not (tmp_path / "pred_stall_0.npy").exists()
 
 
 def test_more_processes_than_points_is_refused():
@@ -132,6 +179,17 @@ def test_more_processes_than_points_is_refused():
     with pytest.raises(kp.KanpinnError, match="cannot be split across 4 processes"):
         DistComm.shard(four_ranks, 3)
     assert DistComm.shard(four_ranks, 9) == slice(0, None, 4)
+    # through the collocation points, as a solve under torchrun draws them (every rank
+    # computes the same counts, so every rank raises: none waits on the others)
+    from kanpinn.solver.loss import Collocation
+    problem = kp.Problem(kp.Interval(-1.0, 1.0), lambda x, u: kp.laplacian(u, x), conditions=[kp.Dirichlet(0.0)])
+    fake = DistComm.__new__(DistComm)
+    fake.rank, fake.world = 3, 4
+    with pytest.raises(kp.KanpinnError, match="3 points cannot be split across 4 processes"):
+        Collocation(problem, 3, 2, "sobol", 0, torch.float64, "cpu", comm=fake)
+    colloc = Collocation(problem, 9, 2, "sobol", 0, torch.float64, "cpu", comm=fake)
+    assert colloc.interior.shape[0] == 2                  # rows 3 and 7 of 9
+    assert colloc.conditions[0]["x"].shape[0] == 2 and colloc.counts[0] == 8   # too few to split: kept
 
 
 def test_torchrun_command_line_prints_and_writes_once(tmp_path):
