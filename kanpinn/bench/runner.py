@@ -14,7 +14,8 @@ __all__ = ["run"]
 
 def run(quick=False, out="bench-results", micro=True, suite=True, problems=None, solvers=None,
         micro_config=None, suite_overrides=None, verbose=True, targets=None, devices=None,
-        devices_config=None, device="cpu", hard=None, hard_max_time=180.0, parallel=None):
+        devices_config=None, device="cpu", hard=None, hard_max_time=180.0, parallel=None,
+        systems=None):
     """Run the micro-benchmarks and the suite, print the markdown report and write
     ``bench.md``, ``bench.h5`` and ``error_vs_time.png`` into ``out``.
 
@@ -25,8 +26,9 @@ def run(quick=False, out="bench-results", micro=True, suite=True, problems=None,
     problems (``kanpinn.bench.hard``: auto mode against the MLP preset at equal time,
     ``hard_max_time`` seconds each; default: in the full run, not with ``quick``).
     ``parallel``: data-parallel strong and weak scaling on the CPU (``kanpinn.bench.parallel``,
-    torchrun with 1 and 2 processes; default: in the full run). Returns a
-    :class:`BenchReport`."""
+    torchrun with 1 and 2 processes; default: in the full run). ``systems``: the
+    Navier-Stokes rows of issue 11 (``kanpinn.bench.systems``; default: in the full run).
+    Returns a :class:`BenchReport`."""
     import torch
 
     from .micro import run_micro, scaling
@@ -76,6 +78,9 @@ def run(quick=False, out="bench-results", micro=True, suite=True, problems=None,
     if hard if hard is not None else not quick:
         from .hard import hard_table
         extra.append(hard_table(quick, hard_max_time, log=log, device=device))
+    if systems if systems is not None else not quick:
+        from .systems import systems_table
+        extra.append(systems_table(quick, hard_max_time, log=log, device=device))
     if parallel if parallel is not None else not quick:
         from .parallel import parallel_table
         extra.append(parallel_table(quick, log=log))
