@@ -97,8 +97,9 @@ def test_two_processes_train_the_same_model_as_one(tmp_path, optimizer):
     single, single_loss = _single(optimizer, grids=(5,))
     loss2 = np.load(tmp_path / "loss_plain_0.npy")
     if optimizer == "lm-cg":
-        # its damping comes from a random (Hutchinson) estimate of diag(JᵀJ), drawn per
-        # rank on that rank's rows: the same global problem, another estimate
+        # the same global problem, but its CG products run on a float32 copy of J (rows
+        # split across ranks: sums in another order) and CG is truncated, so the paths
+        # agree only approximately
         assert loss2[-1] < 1e-2 * loss2[0] and loss2[-1] < 10 * single_loss[-1]
         return
     # the 2 ranks split exactly the 1-process point set: the same discrete problem, so

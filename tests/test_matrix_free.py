@@ -10,6 +10,7 @@ import kanpinn as kp
 from kanpinn.errors import KanpinnError
 from kanpinn.solver.lm import LevenbergMarquardt
 from kanpinn.solver.loss import Collocation, PINNLoss
+from kanpinn.solver.jacobian import NotPointwise
 from kanpinn.solver.matrix_free import (MatrixFreeLM, ResidualProducts, conjugate_gradient,
                                         hutchinson_diagonal)
 
@@ -112,8 +113,8 @@ def test_hutchinson_diagonal_is_exact_for_disjoint_columns_and_unbiased_otherwis
 
 def test_steps_lower_the_loss_and_chunks_give_the_same_products():
     loss, params = _setup(n=60)
-    whole = MatrixFreeLM(loss, params)
-    chunked = MatrixFreeLM(loss, params, chunk=17)          # 60 points: chunks of 17, 17, 17, 9
+    whole = MatrixFreeLM(loss, params, jacobian="autograd")
+    chunked = MatrixFreeLM(loss, params, chunk=17, jacobian="autograd")   # chunks of 17, 17, 17, 9
     gw, _, lw, pw, kept, vw, n = whole._gather()
     gc, _, lc, pc, none, vc, _ = chunked._gather()
     assert len(vc) == 4 and not none
@@ -127,7 +128,7 @@ def test_steps_lower_the_loss_and_chunks_give_the_same_products():
     chunked.cg_iters, chunked.probes = 10, 2                # a short, cheap run
     for _ in range(3):
         value, parts, accepted = chunked.step()
-        assert accepted and set(parts) == set(pw)
+        assert accepted and set(parts) == set(pw) and chunked.mode == "autograd"
         losses.append(value)
     assert all(b < a for a, b in zip(losses, losses[1:]))
     assert losses[-1] < 0.5 * losses[0]
@@ -159,7 +160,7 @@ def _largest_in_step(opt):
 
 
 def test_memory_does_not_scale_with_points_times_parameters():
-    """By structure: a matrix-free step creates no tensor larger than a plain gradient
+    """By structure: an autograd-mode step creates no tensor larger than a plain gradient
     evaluation of the loss does (the network's own per-point, per-edge values), whatever
     the parameter count; the dense optimiser's Jacobian alone holds M × P numbers."""
     seen = {}
@@ -167,7 +168,7 @@ def test_memory_does_not_scale_with_points_times_parameters():
         loss, params = _setup(widths=(2, 6, 6, 1), grid=grid, n=200, nb=40)
         with _LargestTensor() as gradient:
             loss.loss()[0].backward()
-        step = _largest_in_step(MatrixFreeLM(loss, params, cg_iters=3, probes=1))
+        step = _largest_in_step(MatrixFreeLM(loss, params, cg_iters=3, probes=1, jacobian="autograd"))
         assert step <= 2 * gradient.largest
         seen[grid] = (step, sum(p.numel() for p in params))
     (small, p_small), (large, p_large) = seen[8], seen[32]
@@ -175,10 +176,90 @@ def test_memory_does_not_scale_with_points_times_parameters():
     assert large < (200 + 40) * p_large / 5
 
 
+@pytest.mark.parametrize("build, store_bytes, store_dtype, tol", [
+    (None, 1 << 30, torch.float64, 1e-12),      # whole J kept for the step, in float64
+    (None, 1 << 30, torch.float32, 1e-6),       # kept in float32 (the default)
+    (17, 0, None, 1e-12),                       # rebuilt chunk by chunk for every product
+])
+def test_structured_rows_give_the_dense_gradient_exact_diagonal_and_products(build, store_bytes, store_dtype, tol):
+    loss, params = _setup(n=60)
+    J, r = _dense(loss, params)
+    opt = MatrixFreeLM(loss, params, build=build, store_bytes=store_bytes, store_dtype=store_dtype)
+    grad, diag, value, parts, normal, kept = opt._prepare()
+    assert opt.mode == "structured" and kept == (store_bytes > 0)
+    assert abs(value - float(r @ r)) < 1e-12 * float(r @ r)
+    # Jᵀr and diag(JᵀJ) come from the model-precision rows whatever the stored precision
+    assert float((grad - J.T @ r).norm() / (J.T @ r).norm()) < 1e-12
+    assert float((diag - (J * J).sum(0)).norm() / (J * J).sum(0).norm()) < 1e-12
+    v = torch.randn(J.shape[1], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    exact = J.T @ (J @ v)
+    assert float((normal(v) - exact).norm() / exact.norm()) < tol
+    assert set(parts) == {"pde", "dirichlet"} or len(parts) == 2
+
+
+def test_structured_steps_lower_the_loss_and_match_autograd_steps():
+    """One step from the same state in both modes, with the same (exact) diagonal: the
+    CG solves differ only by rounding, so the losses agree closely."""
+    loss, params = _setup(n=60)
+    start = [p.detach().clone() for p in params]
+    values = {}
+    for mode in ("structured", "autograd"):
+        with torch.no_grad():
+            for p, s in zip(params, start):
+                p.copy_(s)
+        opt = MatrixFreeLM(loss, params, jacobian=mode, store_dtype=torch.float64, probes=4000, cg_iters=400,
+                           cg_tol=1e-10, forcing=1e-10)
+        values[mode] = [opt.step()[0] for _ in range(3)]
+    s, a = values["structured"], values["autograd"]
+    assert all(y < x for x, y in zip(s, s[1:])) and s[-1] < 0.5 * s[0]
+    # the autograd mode's diagonal is a Hutchinson estimate (damping differs slightly)
+    assert abs(s[0] - a[0]) < 0.05 * s[0]
+
+
+def test_residuals_the_structured_rows_miss_fall_back_to_autograd():
+    # u minus its mean couples every point: the layers' per-point rule cannot see it,
+    # the one-time check against autograd's Jᵀu does, and the products go through autograd
+    problem = _poisson()
+    coupled = kp.Problem(problem.domain, lambda x, u: kp.laplacian(u, x) + 0.5 * (u - u.mean()),
+                         conditions=[kp.Dirichlet(0.0)])
+    model = kp.KAN([2, 3, 1], grid=4, k=3, seed=1).double()
+    loss = PINNLoss(coupled, model, Collocation(coupled, 40, 16, "sobol", 0, torch.float64, "cpu"), {})
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = MatrixFreeLM(loss, params)
+    grad, _, value, _, _, _ = opt._prepare()
+    assert opt.mode == "autograd"
+    total, _ = loss.loss()
+    exact = torch.cat([g.reshape(-1) for g in torch.autograd.grad(total, params)])
+    assert float((2 * grad - exact).norm() / exact.norm()) < 1e-10      # ∇‖r‖² = 2Jᵀr
+    with pytest.raises(NotPointwise):
+        MatrixFreeLM(loss, params, jacobian="structured")._prepare()
+
+
+def test_structured_memory_is_bounded_by_the_build_chunk():
+    """With J rebuilt for every product (store_bytes=0) and trial losses in chunks, no
+    tensor a step creates is larger than the build chunk's rows × parameters (or the
+    network's own values on a chunk): the number of points does not enter."""
+    seen = []
+    for n in (200, 800):
+        loss, params = _setup(widths=(2, 6, 6, 1), grid=8, n=n, nb=40)
+        P = sum(p.numel() for p in params)
+        with _LargestTensor() as gradient:
+            loss.loss()[0].backward()
+        opt = MatrixFreeLM(loss, params, build=16, store_bytes=0, cg_iters_rebuild=2, chunk=100)
+        step = _largest_in_step(opt)
+        assert opt.mode == "structured"
+        assert step <= max(2 * gradient.largest, (16 + 4 * 40) * P)    # first chunk holds the boundary rows
+        seen.append(step)
+    assert seen[1] <= 1.05 * seen[0]
+
+
 def test_bad_options_are_refused_clearly():
     loss, params = _setup()
     for kw, word in (({"lam": -1.0}, "lam"), ({"cg_iters": 0}, "cg_iters"), ({"cg_tol": 2.0}, "cg_tol"),
-                     ({"probes": 1.5}, "probes"), ({"chunk": 0}, "chunk"), ({"chunk": True}, "chunk")):
+                     ({"probes": 1.5}, "probes"), ({"chunk": 0}, "chunk"), ({"chunk": True}, "chunk"),
+                     ({"jacobian": "dense"}, "jacobian"), ({"build": 0}, "build"), ({"forcing": 1.0}, "forcing"),
+                     ({"store_dtype": torch.int32}, "store_dtype"), ({"store_bytes": -1}, "store_bytes"),
+                     ({"cg_iters_rebuild": 0}, "cg_iters_rebuild")):
         with pytest.raises(KanpinnError, match=word):
             MatrixFreeLM(loss, params, **kw)
 
