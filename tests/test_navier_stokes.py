@@ -146,3 +146,22 @@ def test_cavity_meets_the_ghia_target():
     """Issue target: every interior table value within 1e-2 of the lid speed (measured,
     seed 0: 7.2e-3 on u, 5.6e-3 on v; 560 s of training on a heavily shared 2-core box)."""
     assert _cavity_deviation([2, 12, 3], [5, 10], 20, 1000, 400) <= 1e-2
+
+
+# ----------------------------------------------------------------------- auto mode
+def test_auto_mode_plans_one_wider_kan_for_a_system():
+    """Kovasznay in auto mode: one KAN for (u, v, p), twice the scalar width, on the
+    embedded box (it reaches outside [-1, 1]); the choice says why."""
+    from kanpinn.solver import auto
+    from kanpinn.transforms import Embedded
+    problem = KOVASZNAY["problem"]
+    model, options, choices = auto.plan(problem, {})
+    assert isinstance(model, Embedded)
+    assert choices["model"]["widths"] == [2, 20, 3] and choices["problem"]["outputs"] == 3
+    assert "Kovasznay" in choices["model"]["why_width"]
+    scalar = kp.Problem(kp.Rectangle([0.0, 0.0], [1.0, 1.0]), lambda x, u: kp.laplacian(u, x),
+                        [kp.Dirichlet(0.0)])
+    _, _, c1 = auto.plan(scalar, {})
+    assert c1["model"]["widths"][1] == 10 and "why_width" not in c1["model"]
+    x = torch.as_tensor(problem.domain.sample_interior(8, "sobol", seed=0))
+    assert model.double()(x).shape == (8, 3)
