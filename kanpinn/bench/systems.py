@@ -40,7 +40,7 @@ CAVITY_QUICK = dict(widths=[2, 6, 3], k=3, grids=[5], steps=3, n_interior=200, n
 
 MEASURED = {
     "kovasznay_auto": [
-        dict(box="quiet x86-64 Xeon, torch 2.11 CPU, 2 threads (load 0-1.9), float64", max_time=180,
+        dict(box="the CPU of the GPU box: idle 16-core x86-64 Xeon, torch 2.11, 2 torch threads (load 0-1.9), float64", max_time=180,
              steps=106, finest_grid=20, u=6.7e-7, v=3.2e-6, p=2.3e-6, p_up_to_constant=2.2e-6, met=True,
              note="auto mode: KAN [2,20,3] k=5 on the embedded box, grids 5/10/20 (+ continuation), "
                   "2000/400 points, LM; pressure pinned at the box centre"),
@@ -59,7 +59,7 @@ MEASURED = {
              seconds=560, ghia_u=7.2e-3, ghia_v=5.6e-3, met=True, stretch_met=False),
     ],
     "lm_step_ratio": [
-        dict(box="quiet x86-64 Xeon, 1 thread", system_s=0.208, scalar_s=0.045, ratio=4.6,
+        dict(box="the same idle Xeon, 1 thread", system_s=0.208, scalar_s=0.045, ratio=4.6,
              note="JᵀJ by symmetric blocks (kanpinn/solver/gram.py)"),
         dict(box="shared 2-core dev box, 1 thread, load 4.6-5.7", system_s=0.82, scalar_s=0.21, ratio=3.9,
              note="after the symmetric JᵀJ; 5.5 before it in the same session"),
