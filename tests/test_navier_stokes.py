@@ -165,3 +165,18 @@ def test_auto_mode_plans_one_wider_kan_for_a_system():
     assert c1["model"]["widths"][1] == 10 and "why_width" not in c1["model"]
     x = torch.as_tensor(problem.domain.sample_interior(8, "sobol", seed=0))
     assert model.double()(x).shape == (8, 3)
+
+
+def test_auto_mode_grows_a_systems_points_by_its_rows():
+    """Continuation grows the points with the parameters; a system of three fields has
+    three residual rows per point, so it gets a third of the scalar points per parameter."""
+    from kanpinn.solver import auto
+    from kanpinn.solver.continuation import Continuation
+    _, options, choices = auto.plan(KOVASZNAY["problem"], {"max_time": 60.0})
+    cont = [h for h in options["hooks"] if isinstance(h, Continuation)]
+    assert len(cont) == 1 and choices["methods"]["continuation"]["points_per_param"] == pytest.approx(4 / 3)
+    assert cont[0].points_per_param == pytest.approx(4 / 3)
+    scalar = kp.Problem(kp.Rectangle([0.0, 0.0], [1.0, 1.0]), lambda x, u: kp.laplacian(u, x),
+                        [kp.Dirichlet(0.0)])
+    _, options, _ = auto.plan(scalar, {"max_time": 60.0})
+    assert [h.points_per_param for h in options["hooks"] if isinstance(h, Continuation)] == [4.0]

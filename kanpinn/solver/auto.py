@@ -170,6 +170,30 @@ def _hidden_width(info):
     return _PRESET["width"] * (2 if info["outputs"] > 1 else 1)
 
 
+def _points_per_param(choices):
+    """Continuation's interior points per parameter, divided by the equations per point.
+
+    What keeps LM's least-squares problem overdetermined is rows per parameter, and a
+    system of m fields has about m residual rows per point (Navier-Stokes: two momentum
+    equations and continuity), so a system gets 1/m of the scalar points per parameter.
+    Measured on Kovasznay, auto mode, max_time 180 s, 1 thread, shared 2-core box (load
+    5.2-5.7): 4 points per parameter (10 800 points at grid 20, 3 rows each) ran 19 LM
+    steps, rel. L2 3.0e-4 / 1.2e-3 / 9.5e-4 (u, v, p); 4/3 ran 42 steps, 2.2e-6 / 1.2e-5 /
+    1.1e-5."""
+    import inspect
+
+    from .continuation import Continuation
+    base = float(inspect.signature(Continuation).parameters["points_per_param"].default)
+    m = int(choices["problem"]["outputs"])
+    if m > 1 and "continuation" in choices["methods"]:
+        choices["methods"]["continuation"]["points_per_param"] = base / m
+        choices["methods"]["continuation"]["why_points"] = (
+            f"{m} fields, so about {m} residual rows per point: {base:g}/{m} points per parameter keep the "
+            "rows per parameter of a scalar problem (Kovasznay, 180 s, loaded box: 19 LM steps and "
+            "rel. L2 ~1e-3 with 4 points per parameter, 42 steps and ~1e-5 with 4/3)")
+    return base / max(1, m)
+
+
 def _stage_budget(options, choices):
     """Split max_time over the planned grid stages (finer grids get more), so a slow
     machine still reaches the finest planned grid; appended grids (continuation) run on
@@ -185,7 +209,8 @@ def _stage_budget(options, choices):
     if cont and not any(isinstance(h, Continuation) for h in hooks):
         # LM refuses more than 8000 parameters (lm.py): no appended grid beyond that
         lm = options.get("optimizer") == "lm"
-        hooks.append(Continuation(options["max_time"], planned, grids, max_params=8000 if lm else None))
+        hooks.append(Continuation(options["max_time"], planned, grids, max_params=8000 if lm else None,
+                                  points_per_param=_points_per_param(choices)))
     if not any(isinstance(h, StageBudget) for h in hooks):
         shares = list(range(1, planned + 1))
         hooks.append(StageBudget(options["max_time"], shares))
