@@ -105,15 +105,20 @@ class Continuation(Hook):
         n_next = max(n_now, self._points_for(run, p_next))
         est = per_step * (p_next / p_now) ** 2 * (n_next / n_now)
         left = self.max_time - run.train_time
+        why = None
         if self.max_params is not None and p_next > self.max_params:
+            why = (f"the schedule ended; grid {g_next} would have about {p_next:.0f} parameters, "
+                   f"more than the optimiser's limit {self.max_params}")
+        elif est * self.min_steps > left:
+            why = (f"the schedule ended with {left:.0f} s left; grid {g_next} would need about "
+                   f"{est * self.min_steps:.0f} s for {self.min_steps} steps, so the run stops here")
+        stop = why is not None
+        if run.comm.world > 1:
+            # each rank reads its own clock: all must agree, or one would wait for the others
+            stop = run.comm.any(stop)
+        if stop:
             run.stop = True
-            run.stop_reason = (f"the schedule ended; grid {g_next} would have about {p_next:.0f} parameters, "
-                               f"more than the optimiser's limit {self.max_params}")
-            return
-        if est * self.min_steps > left:
-            run.stop = True
-            run.stop_reason = (f"the schedule ended with {left:.0f} s left; grid {g_next} would need about "
-                               f"{est * self.min_steps:.0f} s for {self.min_steps} steps, so the run stops here")
+            run.stop_reason = why or "another process found no time for the next grid"
             return
         run.note(f"continuing to grid {g_next} ({left:.0f} s left, about {est:.2g} s per step)")
 
