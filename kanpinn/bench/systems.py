@@ -44,6 +44,9 @@ MEASURED = {
              steps=106, finest_grid=20, u=6.7e-7, v=3.2e-6, p=2.3e-6, p_up_to_constant=2.2e-6, met=True,
              note="auto mode: KAN [2,20,3] k=5 on the embedded box, grids 5/10/20 (+ continuation), "
                   "2000/400 points, LM; pressure pinned at the box centre"),
+        dict(box="shared 2-core dev box, torch 2.13 CPU, 1 thread, load 4.3-4.9", max_time=180, steps=59,
+             u=1.06e-6, v=4.9e-6, p=5.1e-6, p_up_to_constant=5.1e-6, met=True,
+             note="auto mode as committed: continuation with 4/3 interior points per parameter for 3 fields"),
         dict(box="shared 2-core dev box, torch 2.13 CPU, 1 thread, load 5.2-5.7", max_time=180, steps=42,
              u=2.2e-6, v=1.16e-5, p=1.10e-5, met=False,
              note="continuation with 4/3 interior points per parameter (auto mode's rule for 3 fields); "
