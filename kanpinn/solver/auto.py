@@ -160,7 +160,7 @@ def plan(problem, options: dict):
 _SYSTEM_WIDTH_WHY = (
     "several outputs share one hidden layer of twice the scalar width: the fields are coupled "
     "by the residual, and LM trains them together on the one Jacobian. Measured on Kovasznay "
-    "(u, v, p), auto mode, 180 s, quiet CPU, 2 threads: rel. L2 6.7e-7 / 3.2e-6 / 2.3e-6 with "
+    "(u, v, p), auto mode, 180 s, idle 16-core Xeon at 2 threads: rel. L2 6.7e-7 / 3.2e-6 / 2.3e-6 with "
     "width 20; width 12 at equal time (loaded 2-core box, ~96 s, grids 5/10/20) was no better "
     "overall (u 8.7e-6 vs 7.9e-6, v 5.3e-5 vs 3.2e-5, p 3.2e-5 vs 6.2e-5)")
 
