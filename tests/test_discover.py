@@ -167,6 +167,30 @@ def test_symbolify_keeps_a_wrong_formula_when_snapping_does_not_solve_the_pde():
     assert not verify(out, prob).verified
 
 
+def test_edge_alternatives_swaps_the_edge_the_pde_rejects():
+    # a read-back whose one edge took the wrong function (x^2, its fit's first choice)
+    # while the fitter's second choice (sin) is the solution: the swap is polished and
+    # verified on the PDE; the first choice alone is not
+    from kanpinn.symbolic.alternatives import edge_alternatives
+    from kanpinn.symbolic.fit import Candidate, EdgeFit
+    from kanpinn.symbolic.library import get_function
+    from kanpinn.symbolic.symbolify import EdgeChoice, SymbolicReport
+
+    def cand(name, a, b, c, d, r2, score):
+        return Candidate(name, r2, a, b, c, d, 1, score, function=get_function(name))
+    wrong = cand("x^2", 1.0, 0.0, -0.8, 0.6, 0.95, -1.0)
+    right = cand("sin", 3.1415, 0.0, 1.0001, 0.0, 0.9999, -0.5)
+    model = kp.KAN([1, 1], k=3, seed=0, dtype=torch.float64)
+    model.fix_symbolic(0, 0, 0, wrong.name, *wrong.params)
+    edge = EdgeChoice(0, 0, 0, "library", "x^2", wrong.r2, False, wrong.params, EdgeFit([wrong, right]))
+    report = SymbolicReport(None, None, (x,), [edge], model, {})
+    prob = poisson_1d()
+    pts = prob.domain.sample_interior(128, "sobol", seed=0)
+    assert not verify(-0.8 * x**2 + 0.6, prob).verified
+    formula, ver, tried = edge_alternatives(report, prob, symbols=(x,), points=pts, tol=1e-7)
+    assert tried == 1 and ver.verified and formula == sp.sin(sp.pi * x), (formula, ver)
+
+
 def test_refine_constants_fits_the_formula_to_the_pde():
     prob = heat()
     rough = 0.999 * sp.exp(-0.98 * t) * sp.sin(sp.pi * x)
@@ -190,6 +214,17 @@ def test_structures_cheapest_first_and_system_blocks_are_independent():
         model.layers[0].coef[:, :, 2:4] += 0.3
     after = model(X).detach()
     assert torch.equal(before[:, [0, 2]], after[:, [0, 2]]) and not torch.equal(before[:, 1], after[:, 1])
+
+
+def test_screen_scale_is_known_on_a_fresh_problem():
+    # the screen compares a structure's loss with the loss of u = 0; on a problem never
+    # used before, u = 0*x failed the problem's first-use check (the residual must depend
+    # on u) and the screen was silently off. Heat: only the initial condition sin(pi*x)
+    # misses for u = 0, its mean square over x in [-1, 1] is 1/2
+    from kanpinn.symbolic.discover import _zero_loss
+    assert _zero_loss(heat(), 0) == pytest.approx(0.5, rel=0.05)
+    p2 = poisson_2d()                  # residual of u = 0: the forcing 2 pi^2 sin sin
+    assert _zero_loss(p2, 0) == pytest.approx((2 * pi**2) ** 2 / 4, rel=0.1)
 
 
 def test_discover_poisson_1d_returns_the_verified_closed_form():
@@ -221,6 +256,8 @@ def test_discover_bad_options_are_clear_errors():
         kp.discover(poisson_1d(), structures=[[2, 1]])
     with pytest.raises(kp.KanpinnError, match="kp.Problem"):
         kp.discover("poisson_1d.py")
+    with pytest.raises(kp.KanpinnError, match="swaps"):
+        kp.discover(poisson_1d(), swaps=-1)
 
 
 def test_discover_max_time_is_respected():
@@ -243,8 +280,14 @@ def test_symbolify_and_discover_read_a_kan_behind_an_input_embedding():
     assert found.verified and found.formula == sp.sin(sp.pi * x), found.report()
 
 
+_NOT_MET = pytest.mark.xfail(strict=False, reason="issue 14 target not met yet: the structure's "
+                             "network does not train close to the solution (docs/closed_forms.md)")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["heat_1d", "poisson_2d_product"])
+@pytest.mark.parametrize("name", ["heat_1d", "poisson_2d_product",
+                                  pytest.param("klein_gordon_1d", marks=_NOT_MET),
+                                  pytest.param("kovasznay", marks=_NOT_MET)])
 def test_discover_targets(name):
     """Issue 14's targets: the verified closed form, sympy-equal to the truth, at most a few
     operations longer, within 10 minutes (minutes each on 2 idle cores)."""
