@@ -107,3 +107,20 @@ def test_auto_mode_runs_klein_gordon_with_a_time_dependent_dirichlet_value_and_i
     problem = load_problem(os.path.join(os.path.dirname(__file__), "..", "problems", "klein_gordon_1d.py"))
     res = kp.solve(problem, steps=2, grids=[5], n_interior=200, n_boundary=50, progress=False)
     assert res.metrics["l2_relative"] < 0.5
+
+
+def test_plan_moves_knots_for_an_inverse_problem_only():
+    from kanpinn.solver.knots import VariationKnots
+    xd = [[0.1 * i] for i in range(11)]
+    inverse = kp.Problem(kp.Interval(0, 1), lambda x, u, p: kp.partial(u, x, 0, 2) + p["k"] * u,
+                         [kp.Data(xd, [[math.sin(2 * v[0])] for v in xd])], parameters={"k": 1.0})
+    _, opts, ch = plan(inverse, {})
+    assert sum(isinstance(h, VariationKnots) for h in opts["hooks"]) == 1
+    assert "5.1 %" in ch["methods"]["variation_knots"]["why"]
+    json.dumps(ch)
+    mine = VariationKnots(uniform=3.0)
+    _, opts, ch = plan(inverse, {"hooks": [mine]})
+    assert [h for h in opts["hooks"] if isinstance(h, VariationKnots)] == [mine]
+    assert "variation_knots" in ch["kept"]
+    _, opts, ch = plan(wave(), {})                    # a forward problem keeps pykan's grid update
+    assert not any(isinstance(h, VariationKnots) for h in opts["hooks"])

@@ -26,7 +26,9 @@ rule's ``why`` string):
 - time left after the planned grids 5/10/20 -> grids 40 and 80 appended, each started only
   when 10 of its steps fit, with interior points growing 4 per parameter
   (``continuation.Continuation``; 180 s, 1 thread, load ~4.5: Helmholtz (1, 4)
-  1.6e-5 -> 5.6e-7, Wave1d-C 3.2e-4 -> 1.3e-5, Klein-Gordon 2.3e-10 -> 2.5e-11).
+  1.6e-5 -> 5.6e-7, Wave1d-C 3.2e-4 -> 1.3e-5, Klein-Gordon 2.3e-10 -> 2.5e-11);
+- unknown coefficients and observations -> first-layer knots that follow the solution's
+  variation (``knots.VariationKnots``; inverse Burgers, 180 s: ν off 5.1 % -> 0.08 %).
 """
 from __future__ import annotations
 
@@ -151,6 +153,7 @@ def plan(problem, options: dict):
          "reached is returned when it runs out")
     _schedule(info, options, choices, _PRESET["grids"][0], continuation=True)
     _time_methods(problem, info, options, choices)
+    _inverse_methods(info, options, choices)
     _stage_budget(options, choices)
     _say_methods(choices)
     return model, options, choices
@@ -280,6 +283,28 @@ def _time_methods(problem, info, options, choices):
         "chunks": hook.chunks, "levels": list(hook.levels),
         "why": "time-dependent: residuals of later times count once earlier times are fitted "
                "(Wang, Sankaran & Perdikaris 2022)"}
+
+
+def _inverse_methods(info, options, choices):
+    """Unknown coefficients fitted to observations: first-layer knots that follow the
+    solution's variation (``knots.VariationKnots``), so a steep front seen in the data gets
+    knots. Measured on inverse Burgers (auto mode with continuation, max_time 180 s, one
+    thread, shared 2-core box at load 4-6, one run each): ν off by 5.1 % (u rel. L2 3.4e-3)
+    without; 0.08 % (u 1.1e-3) with it. ``inverse.DataFirst`` (data, then the coefficients
+    alone, then both) is not switched on: 2.8 % alone, 0.25 % together with the knots."""
+    if not info["inverse"] or not info["data"]:
+        return
+    from .knots import VariationKnots
+    hooks = list(options.get("hooks") or ())
+    if any(isinstance(h, VariationKnots) for h in hooks):
+        choices["kept"]["variation_knots"] = "a VariationKnots hook given by the user"
+        return
+    options["hooks"] = [VariationKnots()] + hooks
+    choices["methods"]["variation_knots"] = {
+        "uniform": 1.0,
+        "why": "unknown coefficients: from the second grid on, first-layer knots sit at the quantiles of "
+               "1 + |du/dz|/mean, so steep fronts in the data get knots (inverse Burgers, 180 s: ν off "
+               "5.1 % -> 0.08 %; an LM fit of the Burgers solution, grids 5/10/20: 1.2e-3 -> 5.6e-4)"}
 
 
 def complete(problem, model, options: dict):
