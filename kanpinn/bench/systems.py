@@ -62,6 +62,9 @@ MEASURED = {
              seconds=19, ghia_u=2.5e-3, ghia_v=4.8e-3, met=True, stretch_met=True),
         dict(box="one H200, float64", setup="auto mode, max_time 180 (KAN [2,20,3] k=5, grids 5..40)",
              seconds=34, ghia_u=4.1e-3, ghia_v=8.9e-3, met=True, stretch_met=False),
+        dict(box="shared 2-core dev box, 1 thread, load 3.9-4.9", setup="auto mode, max_time 180, device cpu "
+             "(KAN [2,20,3] k=5, 67 LM steps, grid 20)", seconds=184, ghia_u=5.6e-3, ghia_v=1.16e-2, met=False,
+             stretch_met=False),
         dict(box="shared 2-core dev box (load 18-28)", setup="KAN [2,12,3] k=3, grids 5/10 x 20, 1000/400",
              seconds=560, ghia_u=7.2e-3, ghia_v=5.6e-3, met=True, stretch_met=False),
     ],
