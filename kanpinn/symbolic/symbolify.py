@@ -673,11 +673,11 @@ def _pde_judge(problem, result, symbols, seed, n_points=512):
 
 def _polish(expr, symbols, problem, result, seed, X, Xt, u_model, tol, snap_tol=1e-3):
     """Snap the structure, then judge by the PDE when the problem is known (not by
-    closeness to the network): snap constants inside function arguments with a looser
-    tolerance, expand and combine powers (exp(-t)·exp(t) = 1), drop the terms that became
-    negligible, snap the coefficients, and keep the result only when its own PINN loss is
-    no larger than the input's. Without the problem (a loaded run), the result must stay
-    within ``tol`` of the network, like any cleaning step."""
+    closeness to the network): the snapped forms of :func:`_snap_candidates` (of the
+    formula as read and of it with its numbers multiplied out) are each kept only when
+    their own PINN loss is no larger than the input's, and the lowest loss wins (ties:
+    fewer operations). Without the problem (a loaded run), a form must stay within
+    ``tol`` of the network, like any cleaning step, and the shortest wins."""
     try:
         if problem is not None:
             loss_of = _pde_judge(problem, result, symbols, seed)
