@@ -44,14 +44,18 @@ def test_the_parameter_limit_stops_the_appended_grids():
 
 
 def test_points_grow_with_the_parameters():
-    hook = Continuation(1e6, planned=2, grids=[3, 6], points_per_param=4.0)
+    hook = Continuation(1e6, planned=1, grids=[3, 6], points_per_param=4.0)
     res = _solve(hook)
     n_params = res.metrics["n_parameters"]
-    assert hook.n_interior == 4 * n_params > 60
-    assert any(f"{4 * n_params} interior points" in n for n in res.metrics["notes"])
-    capped = Continuation(1e6, planned=2, grids=[3, 6], points_per_param=4.0, max_points=70)
+    # 4 per parameter, but at most doubling per stage (the run has 60)
+    assert 4 * n_params > 120 and hook.n_interior == 120
+    assert any("120 interior points" in n for n in res.metrics["notes"])
+    capped = Continuation(1e6, planned=1, grids=[3, 6], points_per_param=4.0, max_points=70)
     _solve(capped)
     assert capped.n_interior == 70
+    planned_only = Continuation(1e6, planned=2, grids=[3, 6], points_per_param=4.0)
+    _solve(planned_only)                # the planned stages keep the run's points
+    assert planned_only.n_interior is None
 
 
 def test_auto_mode_appends_grids_only_under_a_time_budget_and_never_over_user_grids():
