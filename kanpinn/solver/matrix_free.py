@@ -157,7 +157,7 @@ class MatrixFreeLM:
       (residuals outside the jets, coupled points) or the problem has unknown
       coefficients; ``"auto"`` (default) tries the structured rows first.
 
-    Options: ``lam`` initial damping; ``cg_iters`` the CG budget per solve (with rebuilt
+    Options: ``lam`` initial damping, ``lam_min`` its floor; ``cg_iters`` the CG budget per solve (with rebuilt
     chunks, ``cg_iters_rebuild``); ``cg_tol`` the largest relative CG residual; the
     tolerance of a step is the Eisenstat-Walker forcing term min(cg_tol,
     sqrt(‖Jᵀr‖ / ‖Jᵀr₀‖)) (loose while far from the solution, tighter near it);
@@ -167,7 +167,7 @@ class MatrixFreeLM:
 
     def __init__(self, loss: PINNLoss, params, inverse=(), lam=1e-3, cg_iters=50, cg_tol=1e-4,
                  probes=8, chunk=None, seed=0, comm=None, jacobian="auto", store_bytes=1 << 30,
-                 build=None, cg_iters_rebuild=10, store_dtype=torch.float32, forcing=0.1):
+                 build=None, cg_iters_rebuild=10, store_dtype=torch.float32, forcing=0.1, lam_min=1e-15):
         self.loss_fn = loss
         # data parallel: every product and loss is summed over ranks (identity in one
         # process), so CG runs on the global normal equations, identically on each rank
@@ -195,6 +195,9 @@ class MatrixFreeLM:
         if isinstance(forcing, bool) or not isinstance(forcing, (int, float)) or not 0 < forcing < 1:
             raise KanpinnError(f"MatrixFreeLM: forcing must be a number in (0, 1), got {forcing!r}")
         self.store_dtype, self.forcing = store_dtype, float(forcing)
+        if isinstance(lam_min, bool) or not isinstance(lam_min, (int, float)) or not lam_min > 0:
+            raise KanpinnError(f"MatrixFreeLM: lam_min must be a positive number, got {lam_min!r}")
+        self.lam_min = float(lam_min)
         self.seed, self.n_steps = int(seed), 0
         self.last_cg_iterations = 0
         self.offsets, self.n_params = _offsets(self.all)
@@ -513,7 +516,7 @@ class MatrixFreeLM:
                 # says λ is already as small as CG can use (below it the system is too
                 # ill-conditioned for the budget, and steps start failing at full cost)
                 if its < maxiter or rho > 0.75:
-                    self.lam = max(self.lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 1e-15)
+                    self.lam = max(self.lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), self.lam_min)
                 self.nu = 2.0
                 return loss_new, parts, True
             kept = getattr(normal, "kept", None)
@@ -536,18 +539,21 @@ class MatrixFreeLM:
         return loss0, parts, False
 
     def state(self):
-        return {"lam": self.lam, "nu": self.nu, "n_steps": self.n_steps}
+        # g0 (the first step's ‖Jᵀr‖) sets the forcing terms: a resumed run must keep it
+        return {"lam": self.lam, "nu": self.nu, "n_steps": self.n_steps, "g0": self._g0}
 
     def load_state(self, s):
         self.lam, self.nu = float(s["lam"]), float(s["nu"])
         self.n_steps = int(s.get("n_steps", 0))
+        self._g0 = None if s.get("g0") is None else float(s["g0"])
 
 
-# rows evaluated at once by the registered optimiser: all of them up to this many
-# interior points (graphs kept for the step: fastest), chunks of CHUNK beyond (memory
-# bounded by the chunk, whatever the number of points). Measured with chunks of 4096 on
-# a [2, 32, 32, 1] KAN at G = 20: peak RSS 2.2 GB on CPU, 1.8 GB on CUDA; the graph of a
-# chunk grows linearly with its rows, hence 2048
+# interior points evaluated at once by the registered optimiser's autograd products and
+# trial losses: all of them up to WHOLE_UP_TO (graphs kept for the step: fastest),
+# chunks of CHUNK beyond (memory bounded by the chunk, whatever the number of points).
+# Measured with autograd chunks of 4096 on a [2, 32, 32, 1] KAN at G = 20: peak RSS
+# 2.2 GB on CPU, 1.8 GB on CUDA; the graph of a chunk grows linearly with its rows,
+# hence 2048. The structured rows use their own, smaller chunks (``_build_size``)
 WHOLE_UP_TO, CHUNK = 8192, 2048
 
 
