@@ -116,7 +116,7 @@ def test_plan_moves_knots_for_an_inverse_problem_only():
                          [kp.Data(xd, [[math.sin(2 * v[0])] for v in xd])], parameters={"k": 1.0})
     _, opts, ch = plan(inverse, {})
     assert sum(isinstance(h, VariationKnots) for h in opts["hooks"]) == 1
-    assert "5.1 %" in ch["methods"]["variation_knots"]["why"]
+    assert "5.1 %" in ch["methods"]["variation_knots"]["why"] and ch["methods"]["variation_knots"]["uniform"] == 0.5
     json.dumps(ch)
     mine = VariationKnots(uniform=3.0)
     _, opts, ch = plan(inverse, {"hooks": [mine]})

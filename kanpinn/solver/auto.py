@@ -28,7 +28,7 @@ rule's ``why`` string):
   (``continuation.Continuation``; 180 s, 1 thread, load ~4.5: Helmholtz (1, 4)
   1.6e-5 -> 5.6e-7, Wave1d-C 3.2e-4 -> 1.3e-5, Klein-Gordon 2.3e-10 -> 2.5e-11);
 - unknown coefficients and observations -> first-layer knots that follow the solution's
-  variation (``knots.VariationKnots``; inverse Burgers, 180 s: ν off 5.1 % -> 0.08 %).
+  variation (``knots.VariationKnots``; inverse Burgers, 180 s: ν off 5.1 % -> 0.017 %).
 """
 from __future__ import annotations
 
@@ -287,11 +287,13 @@ def _time_methods(problem, info, options, choices):
 
 def _inverse_methods(info, options, choices):
     """Unknown coefficients fitted to observations: first-layer knots that follow the
-    solution's variation (``knots.VariationKnots``), so a steep front seen in the data gets
-    knots. Measured on inverse Burgers (auto mode with continuation, max_time 180 s, one
-    thread, shared 2-core box at load 4-6, one run each): ν off by 5.1 % (u rel. L2 3.4e-3)
-    without; 0.08 % (u 1.1e-3) with it. ``inverse.DataFirst`` (data, then the coefficients
-    alone, then both) is not switched on: 2.8 % alone, 0.25 % together with the knots."""
+    solution's variation (``knots.VariationKnots``), two thirds of them gathering where
+    the solution is steep. Measured on inverse Burgers (auto mode with continuation,
+    max_time 180 s, one thread, shared 2-core box at load 3-6, one run per figure): ν off
+    by 5.1 % (u rel. L2 3.4e-3) without; uniform share 1/2 (uniform=1): 0.08 %, 0.17 %,
+    0.12 % (u 1.1e-3 .. 1.2e-3); uniform share 1/3 (uniform=0.5): 0.009 %, 0.017 % (u 1.9e-3,
+    2.2e-3). ``inverse.DataFirst`` (data, then the coefficients alone, then both) is not
+    switched on: 2.8 % alone, 0.25 % together with the knots (uniform=1)."""
     if not info["inverse"] or not info["data"]:
         return
     from .knots import VariationKnots
@@ -299,12 +301,17 @@ def _inverse_methods(info, options, choices):
     if any(isinstance(h, VariationKnots) for h in hooks):
         choices["kept"]["variation_knots"] = "a VariationKnots hook given by the user"
         return
-    options["hooks"] = [VariationKnots()] + hooks
+    options["hooks"] = [VariationKnots(uniform=_INVERSE_UNIFORM)] + hooks
     choices["methods"]["variation_knots"] = {
-        "uniform": 1.0,
+        "uniform": _INVERSE_UNIFORM,
         "why": "unknown coefficients: from the second grid on, first-layer knots sit at the quantiles of "
-               "1 + |du/dz|/mean, so steep fronts in the data get knots (inverse Burgers, 180 s: ν off "
-               "5.1 % -> 0.08 %; an LM fit of the Burgers solution, grids 5/10/20: 1.2e-3 -> 5.6e-4)"}
+               f"{_INVERSE_UNIFORM:g} + |du/dz|/mean, so steep fronts in the data get knots (inverse Burgers, "
+               "180 s: ν off 5.1 % -> 0.009 % and 0.017 % in two runs; an LM fit of the Burgers solution, "
+               "grids 5/10/20: 1.2e-3 -> 5.6e-4)"}
+
+
+# the monitor's uniform part for inverse problems (a third of the knots stay uniform)
+_INVERSE_UNIFORM = 0.5
 
 
 def complete(problem, model, options: dict):
