@@ -189,19 +189,23 @@ MEASURED = {
     "discover": {
         "poisson_1d": dict(formula="sin(pi*x)", verified=True, residual=1.8e-16, seconds=15.1,
                            structures_tried=1, met=True),
-        "heat_1d": dict(formula="exp(-t)*sin(pi*x)", verified=True, residual=2.3e-17, seconds=210.6,
+        # 2026-11-30, load ~4-5, 1 thread, with the screen working on a fresh problem
+        # (docs/closed_forms.md); the seconds before it were 210.6 and 102.0 at load 13-19
+        "heat_1d": dict(formula="exp(-t)*sin(pi*x)", verified=True, residual=2.3e-17, seconds=35.7,
                         ops=4, truth_ops=4, structures_tried=2, met=True,
-                        note="sum [2, 1] rejected (residual 1.1e-1), product [2, [0, 1], 1] verified"),
+                        note="notebook 04: sum [2, 1] screened out (2.3 s), product [2, [0, 1], 1] "
+                             "verified (31.7 s)"),
         "poisson_2d_product": dict(formula="sin(pi*x)*sin(2*pi*y)", verified=True, residual=2.9e-16,
-                                   seconds=102.0, ops=6, truth_ops=6, structures_tried=2, met=True),
-        "klein_gordon_1d": dict(formula=None, verified=False, residual=1.0e-2, seconds=630.6, met=False,
-                                note="max_time 600 s spent on sum, product, function of a sum, sum + "
-                                     "product (best residual 1.0e-2); the two-products structure alone "
-                                     "(324 s) gave a formula with residual 8.4e-3, not the closed form"),
-        "kovasznay": dict(formula=None, verified=False, residual=5.6e-2, seconds=1039.7, met=False,
-                          note="the per-output product structure only, on the systems work in progress "
-                               "(uncommitted tree at about 21:55; at 4ee0324 LM falls back to L-BFGS "
-                               "on sliced outputs): the trained network did not give the closed form"),
+                                   seconds=25.6, ops=6, truth_ops=6, structures_tried=2, met=True),
+        "klein_gordon_1d": dict(formula=None, verified=False, residual=1.0e-2, seconds=184.9, met=False,
+                                note="all 6 default structures in 185 s (sum, function of a sum "
+                                     "screened out); best residual 1.0e-2 (product); the two-products "
+                                     "network itself is 6.7e-2 (8.8e-3 with 8 starts, grids 10/20 x "
+                                     "100 steps) from the solution"),
+        "kovasznay": dict(formula=None, verified=False, residual=1.3e-2, seconds=394.4, met=False,
+                          note="all 6 default structures in 394 s; sum, product (first-grid loss "
+                               "0.15 x u=0's) and function of a sum screened out; best residual "
+                               "1.3e-2 (sum of compositions, exp(-1.812*x) in it: lambda = -1.8102)"),
     },
     # symbolify after kp.solve(problem, kp.KAN([2, [0, 1], 1], seed=s), grids=[5, 10, 20],
     # steps=100, seed=s) with every other option at the solver's default (k=3, 16 starts),
