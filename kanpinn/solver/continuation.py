@@ -94,7 +94,8 @@ class Continuation(Hook):
             # fresh points (a new round): more of them, and not the ones the coarse grid fitted
             run.colloc.n_interior = n
             run.colloc.sample(run.colloc.round + 1)
-            run.note(f"stage {run.stage + 1}: {n} interior points ({self.points_per_param:g} per parameter)")
+            run.note(f"stage {run.stage + 1}: {n} interior points (growing with the parameters: "
+                     f"{self.points_per_param:g} per parameter, at most doubling)")
         self.n_interior = run.colloc.n_interior
 
     # ------------------------------------------------------------------ go on?
