@@ -88,6 +88,11 @@ def _launch(script, nproc, n, steps, optimizer, timeout):
     raise RuntimeError(f"torchrun with {nproc} processes failed: {proc.stderr[-500:]}")
 
 
+def _row(mode, nproc, n, got, ratio, target):
+    return dict(mode=mode, processes=nproc, n_interior=n, train_s=got["train_s"], comm_s=got.get("comm_s", 0.0),
+                cpu_s=got.get("cpu_s", float("nan")), l2_relative=got["l2_relative"], ratio_to_1=ratio, target=target)
+
+
 def run_parallel(quick=False, nproc=2, optimizer="lm", log=print, timeout=1800):
     """Rows for the strong- and weak-scaling table (see the module docstring)."""
     steps = 5 if quick else 30
@@ -99,18 +104,13 @@ def run_parallel(quick=False, nproc=2, optimizer="lm", log=print, timeout=1800):
             f.write(_SCRIPT)
         one = _launch(script, 1, n_strong, steps, optimizer, timeout)
         many = _launch(script, nproc, n_strong, steps, optimizer, timeout)
-        rows.append(dict(mode="strong", processes=1, n_interior=n_strong, train_s=one["train_s"],
-                         comm_s=one.get("comm_s", 0.0), cpu_s=one.get("cpu_s", float("nan")), l2_relative=one["l2_relative"], ratio_to_1=1.0, target=""))
-        rows.append(dict(mode="strong", processes=nproc, n_interior=n_strong, train_s=many["train_s"],
-                         comm_s=many.get("comm_s", 0.0), cpu_s=many.get("cpu_s", float("nan")), l2_relative=many["l2_relative"],
-                         ratio_to_1=many["train_s"] / one["train_s"], target="time ratio <= 0.7 at 2 processes"))
+        rows.append(_row("strong", 1, n_strong, one, 1.0, ""))
+        rows.append(_row("strong", nproc, n_strong, many, many["train_s"] / one["train_s"],
+                         "time ratio <= 0.7 at 2 processes"))
         w1 = _launch(script, 1, n_weak, steps, optimizer, timeout)
         wn = _launch(script, nproc, nproc * n_weak, steps, optimizer, timeout)
-        rows.append(dict(mode="weak", processes=1, n_interior=n_weak, train_s=w1["train_s"],
-                         comm_s=w1.get("comm_s", 0.0), cpu_s=w1.get("cpu_s", float("nan")), l2_relative=w1["l2_relative"], ratio_to_1=1.0, target=""))
-        rows.append(dict(mode="weak", processes=nproc, n_interior=nproc * n_weak, train_s=wn["train_s"],
-                         comm_s=wn.get("comm_s", 0.0), cpu_s=wn.get("cpu_s", float("nan")), l2_relative=wn["l2_relative"],
-                         ratio_to_1=w1["train_s"] / wn["train_s"], target="efficiency t1/tN >= 0.8"))
+        rows.append(_row("weak", 1, n_weak, w1, 1.0, ""))
+        rows.append(_row("weak", nproc, nproc * n_weak, wn, w1["train_s"] / wn["train_s"], "efficiency t1/tN >= 0.8"))
     for r in rows:
         log(f"parallel {r['mode']} x{r['processes']}: {r['train_s']:.2f} s ({r['comm_s']:.2f} s in collectives, "
             f"{r['cpu_s']:.2f} s CPU on rank 0), "

@@ -191,7 +191,8 @@ class MatrixFreeLM:
         self.cg_iters, self.cg_tol, self.probes, self.chunk = int(cg_iters), float(cg_tol), int(probes), chunk
         self.cg_iters_rebuild, self.store_bytes, self.build = int(cg_iters_rebuild), int(store_bytes), build
         if store_dtype not in (None, torch.float32, torch.float64):
-            raise KanpinnError(f"MatrixFreeLM: store_dtype must be None, torch.float32 or torch.float64, got {store_dtype!r}")
+            raise KanpinnError("MatrixFreeLM: store_dtype must be None, torch.float32 or torch.float64, "
+                               f"got {store_dtype!r}")
         if isinstance(forcing, bool) or not isinstance(forcing, (int, float)) or not 0 < forcing < 1:
             raise KanpinnError(f"MatrixFreeLM: forcing must be a number in (0, 1), got {forcing!r}")
         self.store_dtype, self.forcing = store_dtype, float(forcing)
@@ -203,7 +204,8 @@ class MatrixFreeLM:
         self.offsets, self.n_params = _offsets(self.all)
         # "structured" once the first chunk's rows matched autograd's, "autograd" when
         # they did not (or were not asked for); decided on the first step
-        self.mode = None if jacobian == "auto" and not self.inverse else ("autograd" if jacobian != "structured" else None)
+        structured = jacobian == "structured" or (jacobian == "auto" and not self.inverse)
+        self.mode = None if structured else "autograd"
         self._want_structured = jacobian == "structured"
         self._buf = None                # the stored J, reused from step to step
         self._g0 = None                 # ‖Jᵀr‖ at the first step (forcing terms)
