@@ -10,9 +10,11 @@ this hook decides at the end of each stage whether the next one is worth startin
   (best, since LM only accepts steps that lower the loss) state;
 - on the appended grids the collocation points grow with the parameters
   (``points_per_param`` points per parameter, at most doubling per stage, fresh points
-  drawn at the stage start) so LM's least-squares problem stays overdetermined; a fine grid trained on too few points fits the
-  points, not the PDE (measured on Helmholtz (1, 4) at G = 20: 2000 points 1.6e-5,
-  4000 points 4.5e-6).
+  drawn at the stage start) so LM's least-squares problem stays overdetermined: a fine
+  grid trained on too few points fits the points, not the PDE (measured on Helmholtz
+  (1, 4) at G = 20: 2000 points 1.6e-5, 4000 points 4.5e-6); when that many would not
+  let ``min_steps`` steps fit, fewer are drawn, never below one per parameter (one
+  process only: under data parallel every rank must draw the same count).
 
 The stages of the planned schedule are never skipped (``budget.StageBudget`` gives each
 its share of ``max_time``); only the appended ones are optional.
@@ -59,13 +61,15 @@ class Continuation(Hook):
         self.max_params = None if max_params is None else int(max_params)
         self.n_interior = None          # the points now (kept in checkpoints)
         self._stage_t0 = self._stage_step0 = None
+        self._next_points = None        # the points on_stage_end chose for the next stage
 
     def state_dict(self):
-        return {"n_interior": self.n_interior}
+        return {"n_interior": self.n_interior, "next_points": self._next_points}
 
     def load_state_dict(self, d):
-        n = d.get("n_interior")
+        n, m = d.get("n_interior"), d.get("next_points")
         self.n_interior = None if n is None else int(n)
+        self._next_points = None if m is None else int(m)
 
     def on_solve_start(self, run):
         if self.n_interior is not None:     # resumed: the restored points came with this count
@@ -89,7 +93,7 @@ class Continuation(Hook):
             # finest planned grid on a slow machine: 180 s, load 4.5, 2.6e-2 against 1.4e-2);
             # a run resumed inside a stage has its points restored
             return
-        n = self._points_for(run, _n_params(run), run.colloc.n_interior)
+        n = self._next_points or self._points_for(run, _n_params(run), run.colloc.n_interior)
         if n > run.colloc.n_interior:
             # fresh points (a new round): more of them, and not the ones the coarse grid fitted
             run.colloc.n_interior = n
@@ -113,8 +117,15 @@ class Continuation(Hook):
         p_next = p_now * (g_next + k) / max(g_now + k, 1)
         n_now = run.colloc.n_interior
         n_next = max(n_now, self._points_for(run, p_next, n_now))
-        est = per_step * (p_next / p_now) ** 2 * (n_next / n_now)
+        per_point = per_step * (p_next / p_now) ** 2 / n_now
         left = self.max_time - run.train_time
+        if run.comm.world == 1:
+            # fewer new points when all of them would not fit, but at least one per parameter:
+            # Allen-Cahn at load 3 had 111 s left and needed 125 s with 5.8x the points
+            fit = int(left / (self.min_steps * per_point))
+            n_next = max(n_now, min(n_next, max(fit, int(p_next))))
+        self._next_points = n_next
+        est = per_point * n_next
         why = None
         if self.max_params is not None and p_next > self.max_params:
             why = (f"the schedule ended; grid {g_next} would have about {p_next:.0f} parameters, "
