@@ -26,11 +26,11 @@ def _solve(hook, grids=(3, 6)):
 
 
 def test_appended_grid_runs_when_it_fits_and_improves_the_solution():
-    go = _solve(Continuation(1e6, planned=1, grids=[3, 6], points_per_param=0))
-    stop = _solve(Continuation(1e6, planned=1, grids=[3, 6], min_steps=10**12, points_per_param=0))
+    go = _solve(Continuation(1e6, planned=1, grids=[3, 12], points_per_param=0), grids=(3, 12))
+    stop = _solve(Continuation(1e6, planned=1, grids=[3, 12], min_steps=10**12, points_per_param=0), grids=(3, 12))
     # stopped after the planned grid: the coarse model, fully trained, and a note why
     assert stop.model.grid == 3 and any("would need" in n for n in stop.metrics["notes"])
-    assert go.model.grid == 6 and any("continuing to grid 6" in n for n in go.metrics["notes"])
+    assert go.model.grid == 12 and any("continuing to grid 12" in n for n in go.metrics["notes"])
     assert go.metrics["l2_relative"] < 0.5 * stop.metrics["l2_relative"]
     # the stopped run's state is the trained coarse one, not a half-extended model
     plain = kp.solve(poisson(), kp.KAN([1, 4, 1], grid=3, k=3, seed=0), grids=[3], steps=15, n_interior=60,
