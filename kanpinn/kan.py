@@ -79,31 +79,6 @@ class KAN(nn.Module):
                                    grid_range=grid_range, noise_scale=noise_scale,
                                    dtype=dtype, generator=gen))
         self.layers = nn.ModuleList(layers)
-        self._cover_hidden_inputs(grid_range)
-
-    def _cover_hidden_inputs(self, grid_range):
-        """Stretch a deeper layer's grid over the range its inputs take at initialisation
-        (inputs drawn on ``grid_range``) when they leave it. Outside its grid a spline is its
-        end polynomial continued, so a hidden layer fed sums of many edges blew up: a
-        ``KAN([2, 32, 32, 1], grid=20)`` gave outputs of 1e8 on [-1, 1]². The coefficients are
-        kept (a basis on a range is affine-invariant): the layer's function is the same
-        random draw, stretched. Only layers whose inputs leave their grid are touched."""
-        if len(self.layers) < 2:
-            return
-        layer0 = self.layers[0]
-        gen = torch.Generator().manual_seed(0)        # fixed: the seeded draw stays the user's
-        lo, hi = float(grid_range[0]), float(grid_range[1])
-        x = lo + (hi - lo) * torch.rand(1024, self.width_in, generator=gen, dtype=layer0.coef.dtype)
-        with torch.no_grad():
-            for li, layer in enumerate(self.layers):
-                basis = layer.basis
-                if li and hasattr(basis, "adapted"):
-                    a, b = x.amin(0), x.amax(0)
-                    if bool(((a < basis.lo) | (b > basis.hi)).any()):
-                        pad = 0.1 * (b - a)
-                        span = torch.stack([torch.minimum(a - pad, basis.lo), torch.maximum(b + pad, basis.hi)])
-                        layer.basis = basis.adapted(span, 1.0)
-                x = self._mult(li, layer(x))
 
     def reset_parameters(self, seed=None):
         """Re-draw every layer's initialisation (grids are kept)."""
