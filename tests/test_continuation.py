@@ -11,6 +11,7 @@ import kanpinn as kp
 from kanpinn.errors import KanpinnError
 from kanpinn.solver.auto import plan
 from kanpinn.solver.continuation import Continuation
+from kanpinn.transforms import Embedded
 
 pi = math.pi
 
@@ -74,3 +75,31 @@ def test_bad_arguments():
         Continuation(0, planned=1, grids=[3])
     with pytest.raises(KanpinnError, match="min_steps"):
         Continuation(10, planned=1, grids=[3], min_steps=0)
+
+
+class _ValidationRises(Continuation):
+    """The loss on fresh points rises over the appended stage (what a fine grid fitted to too
+    few points does: Burgers in auto mode ended at rel. L2 2.0e3 that way)."""
+    values = None
+
+    def _validation_loss(self, run):
+        real = super()._validation_loss(run)      # the real one runs too (a finite loss)
+        assert real == real and real >= 0.0
+        return next(self.values)
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_an_appended_grid_that_only_fits_its_points_is_undone(wrapped):
+    def model():        # auto mode's models sit inside wrappers (here an input embedding)
+        kan = kp.KAN([1, 4, 1], grid=3, k=3, seed=0)
+        return Embedded(kan, [-1.0], [1.0]) if wrapped else kan
+    hook = _ValidationRises(1e6, planned=1, grids=[3, 12], points_per_param=0)
+    hook.values = iter([1.0, 2.0])
+    opts = dict(steps=15, n_interior=60, n_boundary=2, test_points=101, progress=False)
+    guarded = kp.solve(poisson(), model(), grids=[3, 12], hooks=[hook], **opts)
+    plain = kp.solve(poisson(), model(), grids=[3], **opts)
+    # back in the trained grid-3 state, exactly, with a note; not the grid-12 model
+    assert (guarded.model.inner if wrapped else guarded.model).grid == 3
+    assert guarded.metrics["l2_relative"] == pytest.approx(plain.metrics["l2_relative"], rel=1e-9)
+    assert any("fitted its points but not the PDE" in n for n in guarded.metrics["notes"])
+

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ..errors import KanpinnError
 from .hooks import Hook
-from .run import trainable
+from .run import resize_like, trainable
 
 __all__ = ["Continuation"]
 
@@ -62,6 +62,8 @@ class Continuation(Hook):
         self.n_interior = None          # the points now (kept in checkpoints)
         self._stage_t0 = self._stage_step0 = None
         self._next_points = None        # the points on_stage_end chose for the next stage
+        self._val = None                # the validation loss (fresh points), built on first use
+        self._kept = None               # (validation loss, state, config) before an appended stage
 
     def state_dict(self):
         return {"n_interior": self.n_interior, "next_points": self._next_points}
@@ -102,10 +104,46 @@ class Continuation(Hook):
                      f"{self.points_per_param:g} per parameter, at most doubling)")
         self.n_interior = run.colloc.n_interior
 
+    # ------------------------------------------------------------------ validation
+    def _validation_loss(self, run):
+        """The loss on points no stage trained on (drawn once, from another seed)."""
+        if self._val is None:
+            from .loss import Collocation, PINNLoss
+            seed = 1_000_003 + int(run.opts.get("seed") or 0)
+            colloc = Collocation(run.problem, max(int(run.opts["n_interior"]), 2000), int(run.opts["n_boundary"]),
+                                 run.opts["sampler"], seed, run.dtype, run.device, run.comm)
+            self._val = PINNLoss(run.problem, run.model, colloc, run.params, run.opts["weights"])
+        self._val.weights = dict(run.loss.weights)
+        total, _ = self._val.loss()
+        return run.comm.sum_float(total.detach())
+
+    def _appended_stage_generalises(self, run):
+        """Keep the state before each appended stage; when the stage fitted its points but
+        not the PDE (the validation loss rose), go back to that state and stop. A fine grid on
+        barely more points than parameters can fit the points and miss everything between:
+        Burgers in auto mode (180 s, 1 thread, quiet) ended at rel. L2 2.0e3 after grid 40."""
+        val = self._validation_loss(run)
+        if run.stage >= self.planned and self._kept is not None:
+            prev, state, cfg = self._kept
+            if not (val <= prev):           # NaN counts as worse
+                resize_like(_kan(run), cfg)
+                run.load_state(state)
+                run.stop = True
+                run.stop_reason = (f"grid {self.grids[run.stage]} fitted its points but not the PDE "
+                                   f"(loss on fresh points {val:.3g} against {prev:.3g} before it): "
+                                   f"returned the grid {self.grids[run.stage - 1]} state")
+                run.note(run.stop_reason)
+                return False
+        kan = _kan(run)
+        self._kept = (val, run.state_copy(), kan.config() if hasattr(kan, "config") else {})
+        return True
+
     # ------------------------------------------------------------------ go on?
     def on_stage_end(self, run):
         nxt = run.stage + 1
-        if run.stop or nxt < self.planned or nxt >= len(self.grids):
+        if run.stop or nxt < self.planned:
+            return
+        if not self._appended_stage_generalises(run) or nxt >= len(self.grids):
             return
         steps = run.global_step - (self._stage_step0 or 0)
         if steps <= 0:
@@ -148,8 +186,13 @@ def _n_params(run):
     return max(1, sum(p.numel() for p in trainable(run.model)))
 
 
-def _spline_order(run):
+def _kan(run):
+    """The KAN inside the model's wrappers (input embeddings, exact constraints)."""
     inner = run.model
     while hasattr(inner, "inner"):
         inner = inner.inner
-    return int(getattr(inner, "k", 3))
+    return inner
+
+
+def _spline_order(run):
+    return int(getattr(_kan(run), "k", 3))
