@@ -141,9 +141,10 @@ class Continuation(Hook):
     # ------------------------------------------------------------------ go on?
     def on_stage_end(self, run):
         nxt = run.stage + 1
-        if run.stop or nxt < self.planned:
+        if nxt < self.planned:
             return
-        if not self._appended_stage_generalises(run) or nxt >= len(self.grids):
+        # checked also when max_time cut the stage: the better of the two states is returned
+        if not self._appended_stage_generalises(run) or run.stop or nxt >= len(self.grids):
             return
         steps = run.global_step - (self._stage_step0 or 0)
         if steps <= 0:
