@@ -89,6 +89,21 @@ def test_complete_gives_grid_extension_and_normalises_a_large_box():
     assert isinstance(model, Embedded) and model.inner is kan and "embedding" in ch["methods"]
 
 
+def test_complete_starts_a_cubic_multkan_one_grid_finer():
+    # measured: default KAN([2, [0, 1], 1]) on sin(πx)sin(2πy), seeds 0-9, symbolify 0/5 with
+    # grids 5/10/20 (the solve stalls at 0.14-0.19) and 8/10 with 10/20/40 (heat: 9/10)
+    prob = kp.Problem(kp.Rectangle([0, 0], [1, 1]), lambda x, u: kp.laplacian(u, x), [kp.Dirichlet(0.0)])
+    _, opts, ch = complete(prob, kp.KAN([2, [0, 1], 1]), {})
+    assert opts["grids"] == [10, 20, 40] and opts["starts"] == 16
+    assert any("twice the model's" in n for n in ch["notes"])
+    _, opts, _ = complete(prob, kp.KAN([2, [0, 1], 1], k=5), {})
+    assert opts["grids"] == [5, 10, 20]                 # quintic: the model's grid is enough
+    _, opts, _ = complete(prob, kp.KAN([2, [0, 1], 1]), {"grids": [5, 10]})
+    assert opts["grids"] == [5, 10]                     # the user's grids win
+    _, opts, _ = complete(prob, kp.KAN([2, 4, 1]), {})
+    assert opts["grids"] == [5, 10, 20]                 # no multiplication nodes: unchanged
+
+
 def test_solve_without_model_records_and_prints_the_choices(capsys):
     prob = wave()
     res = kp.solve(prob, grids=[3], steps=2, n_interior=40, n_boundary=8, test_points=11, progress=True)

@@ -325,8 +325,16 @@ def complete(problem, model, options: dict):
     is_kan = hasattr(model, "extend_grid") and hasattr(model, "update_grid")
     if is_kan:
         grid0 = int(getattr(model, "grid", 5))
+        multiplies = any(m for _, m in getattr(model, "widths", ()))
+        if multiplies and getattr(model, "k", 3) < 5 and "grids" not in options:
+            # a cubic MultKAN's first grid must resolve each factor before the product is
+            # found: default KAN([2, [0, 1], 1]) on sin(πx)sin(2πy), seeds 0-2: grids
+            # 5/10/20 stalled at 0.14-0.19 (symbolify 0/5), 10/20/40 reached 2-4e-4
+            grid0 *= 2
+            choices["notes"].append(f"multiplication nodes with k < 5: the schedule starts at grid {grid0}, "
+                                    "twice the model's, so each factor is resolved before the product is fitted")
         _schedule(info, options, choices, grid0)
-        if any(m for _, m in getattr(model, "widths", ())):
+        if multiplies:
             # multiplication nodes: most single starts stop in a mixed local minimum
             # (heat_1d: 1 of 8 seeds reaches the separable solution; 16 starts: 7 of 8)
             _set(options, choices, "starts", 16, "a KAN with multiplication nodes has poor local minima "
