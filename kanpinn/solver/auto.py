@@ -183,10 +183,7 @@ def _points_per_param(choices):
     5.2-5.7): 4 points per parameter (10 800 points at grid 20, 3 rows each) ran 19 LM
     steps, rel. L2 3.0e-4 / 1.2e-3 / 9.5e-4 (u, v, p); 4/3 ran 42 steps, 2.2e-6 / 1.2e-5 /
     1.1e-5."""
-    import inspect
-
-    from .continuation import Continuation
-    base = float(inspect.signature(Continuation).parameters["points_per_param"].default)
+    from .continuation import POINTS_PER_PARAM as base
     m = int(choices["problem"]["outputs"])
     if m > 1 and "continuation" in choices["methods"]:
         choices["methods"]["continuation"]["points_per_param"] = base / m
@@ -206,13 +203,14 @@ def _stage_budget(options, choices):
         return
     from .budget import StageBudget
     from .continuation import Continuation
+    from .lm import MAX_PARAMS
     hooks = list(options.get("hooks") or ())
     cont = choices["methods"].get("continuation")
     planned = cont["planned"] if cont else len(grids)
     if cont and not any(isinstance(h, Continuation) for h in hooks):
-        # LM refuses more than 8000 parameters (lm.py): no appended grid beyond that
+        # LM refuses more than MAX_PARAMS parameters: no appended grid beyond that
         lm = options.get("optimizer") == "lm"
-        hooks.append(Continuation(options["max_time"], planned, grids, max_params=8000 if lm else None,
+        hooks.append(Continuation(options["max_time"], planned, grids, max_params=MAX_PARAMS if lm else None,
                                   points_per_param=_points_per_param(choices)))
     if not any(isinstance(h, StageBudget) for h in hooks):
         shares = list(range(1, planned + 1))

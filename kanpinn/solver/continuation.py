@@ -25,7 +25,10 @@ from ..errors import KanpinnError
 from .hooks import Hook
 from .run import resize_like, trainable
 
-__all__ = ["Continuation"]
+__all__ = ["Continuation", "POINTS_PER_PARAM"]
+
+# interior points per trainable parameter on the appended grids (scalar problems)
+POINTS_PER_PARAM = 4.0
 
 
 class Continuation(Hook):
@@ -44,7 +47,7 @@ class Continuation(Hook):
             optimiser's limit, e.g. LM's); None for no limit.
     """
 
-    def __init__(self, max_time, planned, grids, min_steps=10, points_per_param=4.0, max_points=20000,
+    def __init__(self, max_time, planned, grids, min_steps=10, points_per_param=POINTS_PER_PARAM, max_points=20000,
                  max_params=None):
         if not float(max_time) > 0:
             raise KanpinnError(f"Continuation: max_time must be positive, got {max_time!r}")

@@ -15,11 +15,14 @@ from .gram import gram
 from .jacobian import NotPointwise, layer_jacobian
 from .loss import PINNLoss
 
-__all__ = ["LevenbergMarquardt"]
+__all__ = ["LevenbergMarquardt", "MAX_PARAMS"]
+
+# dense normal equations: P² memory and P³ Cholesky per step stop paying beyond this
+MAX_PARAMS = 8000
 
 
 class LevenbergMarquardt:
-    def __init__(self, loss: PINNLoss, params, inverse=(), lam=1e-3, max_param_count=8000, comm=None):
+    def __init__(self, loss: PINNLoss, params, inverse=(), lam=1e-3, max_param_count=MAX_PARAMS, comm=None):
         self.loss_fn, self.params, self.inverse = loss, list(params), list(inverse)
         # data parallel: sums across ranks (JᵀJ, Jᵀr, losses); identity in one process
         self.sum_ = comm.sum_ if comm is not None else (lambda t: t)
