@@ -22,6 +22,7 @@ its share of ``max_time``); only the appended ones are optional.
 from __future__ import annotations
 
 from ..errors import KanpinnError
+from ..transforms.wrapper import innermost
 from .hooks import Hook
 from .run import resize_like, trainable
 
@@ -192,10 +193,7 @@ def _n_params(run):
 
 def _kan(run):
     """The KAN inside the model's wrappers (input embeddings, exact constraints)."""
-    inner = run.model
-    while hasattr(inner, "inner"):
-        inner = inner.inner
-    return inner
+    return innermost(run.model)[0]
 
 
 def _spline_order(run):

@@ -19,18 +19,10 @@ from __future__ import annotations
 import torch
 
 from ..errors import KanpinnError
+from ..transforms.wrapper import innermost
 from .hooks import Hook
 
 __all__ = ["VariationKnots", "monitor_samples", "place_first_layer"]
-
-
-def _kan_and_inputs(model, x):
-    """(innermost KAN, what it sees for x): walk the wrappers' ``inner`` chain."""
-    z = x
-    while hasattr(model, "inner") and hasattr(model, "inner_inputs"):
-        z = model.inner_inputs(z)
-        model = model.inner
-    return model, z
 
 
 def monitor_samples(z, weights, n):
@@ -61,7 +53,7 @@ def place_first_layer(model, x, uniform=1.0, power=1.0):
     Returns the new knot points (d, G + 1)."""
     if not uniform > 0:
         raise KanpinnError(f"place_first_layer: uniform must be positive, got {uniform!r}")
-    kan, z = _kan_and_inputs(model, x)
+    kan, z = innermost(model, x)
     if not (hasattr(kan, "layers") and hasattr(kan, "forward_jet")):
         raise KanpinnError(f"knot placement needs a KAN, got {type(kan).__name__}")
     layer = kan.layers[0]

@@ -5,13 +5,23 @@ from torch import nn
 
 from ..errors import KanpinnError
 
-__all__ = ["ModelWrapper", "run_layers", "values"]
+__all__ = ["ModelWrapper", "innermost", "run_layers", "values"]
 
 
 def values(model):
     """The model's plain forward: ``forward_values`` when it has one (a KAN called on an x
     that requires grad computes its jet too), else the module itself."""
     return getattr(model, "forward_values", model)
+
+
+def innermost(model, x=None):
+    """(the network inside a model's wrappers, what it sees for x): walks the ``inner``
+    chain of input embeddings and exact constraints; x may be None."""
+    z = x
+    while hasattr(model, "inner") and hasattr(model, "inner_inputs"):
+        z = None if z is None else model.inner_inputs(z)
+        model = model.inner
+    return model, z
 
 
 class ModelWrapper(nn.Module):
