@@ -55,10 +55,14 @@ class LayerRecord:
     ``per_point_grads(deltas) -> {parameter: (N, numel)}``: given the gradients of a sum
     of pointwise residuals at ``outputs`` (same shapes, None where zero), the gradient of
     each point's residual with respect to the layer's parameters. The rule lives with the
-    layer (it knows its own parameters); the solver only collects and assembles."""
+    layer (it knows its own parameters); the solver only collects and assembles.
+    ``stacked``: the rule also takes the deltas of B residual blocks stacked in a leading
+    dimension, (B, N, ...) each, and then returns (B, N, numel) per parameter (one call
+    for the B blocks of a system)."""
     outputs: tuple
     per_point_grads: Callable
     n_points: int
+    stacked: bool = False
 
 
 _RECORDER: contextvars.ContextVar = contextvars.ContextVar("kanpinn_layer_records", default=None)
@@ -75,11 +79,11 @@ def recording():
         _RECORDER.reset(token)
 
 
-def record(outputs, per_point_grads, n_points):
+def record(outputs, per_point_grads, n_points, stacked=False):
     """Add a layer's record when a ``recording()`` block is active (else nothing)."""
     records = _RECORDER.get()
     if records is not None:
-        records.append(LayerRecord(tuple(outputs), per_point_grads, int(n_points)))
+        records.append(LayerRecord(tuple(outputs), per_point_grads, int(n_points), bool(stacked)))
 
 
 # --------------------------------------------------------------------------- jets

@@ -109,7 +109,8 @@ class KANLayer(nn.Module):
         c, wb = self._weights()
         B, S = b[None], F.silu(x)[None]
         y = (self._contract(first, B, c) + (S[0] @ wb)[None])[0]
-        jets.record((y,), lambda deltas: self.per_point_grads(x, None, None, False, deltas), x.shape[0])
+        jets.record((y,), lambda deltas: self.per_point_grads(x, None, None, False, deltas), x.shape[0],
+                    stacked=True)
         return self._add_symbolic(x, None, None, y, None, None)[0]
 
     def forward_jet(self, x, g, h, identity_input=False):
@@ -124,7 +125,7 @@ class KANLayer(nn.Module):
         C = c.reshape(self.in_dim, self.basis.size, self.out_dim)
         y, gy, hy = edge_jet(self.basis, x, g, h, C, wb, identity_input)
         jets.record((y, gy, hy), lambda deltas: self.per_point_grads(x, g, h, identity_input, deltas),
-                    x.shape[0])
+                    x.shape[0], stacked=True)
         return self._add_symbolic(x, g, h, y, gy, hy)
 
     def per_point_grads(self, x, g, h, identity, deltas):
@@ -133,23 +134,37 @@ class KANLayer(nn.Module):
         residual at the outputs (y, gy, hy) of an evaluation at x (with input jet g, h).
         The layer is linear in its effective coefficients C = coef·scale_sp·mask and base
         weights Wb = scale_base·mask; ``layer_jet.edge_param_grads`` gives the per-point
-        gradients for C and Wb, and the chain rule through the scales follows here."""
+        gradients for C and Wb, and the chain rule through the scales follows here.
+
+        Deltas of B residual blocks stacked in a leading dimension ((B, N, out, ...)) give
+        (B, N, numel): the blocks ride along the output axis of ``edge_param_grads``, so
+        the basis values are evaluated once and each small product serves all B blocks."""
         if self.symbolic:
             raise jets.NotPointwise("symbolic edges are not covered by the structured Jacobian")
+        o = self.out_dim
+        i0, ref = next((i, d) for i, d in enumerate(deltas) if d is not None)
+        B = ref.shape[0] if ref.dim() > (2 if i0 == 0 else 3) else None      # Gy (N, O), Ggy (N, O, D)
+        if B is not None:               # (B, N, O, ...) -> (N, B·O, ...)
+            deltas = tuple(None if d is None else d.movedim(0, 1).reshape(d.shape[1], B * o, *d.shape[3:])
+                           for d in deltas)
         first, Gc, Gb = edge_param_grads(self.basis, x, g, h, identity, deltas)
-        n, n_in, w, o = Gc.shape
+        n, n_in, w = Gc.shape[:3]
+        lead = (n,) if B is None else (B, n)
+        if B is not None:               # (N, ..., B·O) -> (B, N, ..., O)
+            Gc = Gc.reshape(n, n_in, w, B, o).permute(3, 0, 1, 2, 4)
+            Gb = Gb.reshape(n, n_in, B, o).permute(2, 0, 1, 3)
         scale = self.scale_sp * self.mask                                    # (in, out)
         if first is None:
-            g_coef = Gc * scale[None, :, None, :]
-            coef_vals = self.coef[None]
+            g_coef = Gc * scale[:, None, :]
+            coef_vals = self.coef
         else:
             idx = first[:, :, None] + torch.arange(w, device=first.device)  # (N, in, w)
-            g_coef = Gc.new_zeros(n, n_in, self.basis.size, o)
-            g_coef.scatter_(2, idx[..., None].expand(n, n_in, w, o), Gc * scale[None, :, None, :])
+            g_coef = Gc.new_zeros(*lead, n_in, self.basis.size, o)
+            g_coef.scatter_(-2, idx[..., None].expand(*lead, n_in, w, o), Gc * scale[:, None, :])
             coef_vals = self.coef[torch.arange(n_in, device=first.device)[None, :, None], idx]
-        return {self.coef: g_coef.reshape(n, -1),
-                self.scale_sp: ((Gc * coef_vals).sum(2) * self.mask).reshape(n, -1),
-                self.scale_base: (Gb * self.mask).reshape(n, -1)}
+        return {self.coef: g_coef.reshape(*lead, -1),
+                self.scale_sp: ((Gc * coef_vals).sum(-2) * self.mask).reshape(*lead, -1),
+                self.scale_base: (Gb * self.mask).reshape(*lead, -1)}
 
     def _add_symbolic(self, x, g, h, y, gy, hy):
         """Add the symbolic edges' values (and jets when g is given) to the outputs."""

@@ -9,7 +9,7 @@ import torch
 import kanpinn as kp
 from kanpinn import jet as jets
 from kanpinn.errors import KanpinnError
-from kanpinn.solver.jacobian import NotPointwise, layer_jacobian
+from kanpinn.solver.jacobian import NotPointwise, layer_jacobian, stacked_jacobian
 
 F64 = torch.float64
 
@@ -87,6 +87,50 @@ def test_system_structured_jacobian_matches_finite_differences(model):
         shift(v, eps)
         fd = (plus - minus) / (2 * eps)
         assert float((J @ v - fd).norm() / fd.norm()) < 1e-6
+
+
+@pytest.mark.parametrize("model", models() + [kp.KAN([2, [2, 1], 3], grid=4, seed=4, dtype=F64)],
+                         ids=["KAN", "MLP", "MultKAN"])
+def test_stacked_jacobian_equals_block_by_block(model):
+    """LM's J: all blocks at once, the layers' rule called once for the blocks that share
+    an evaluation (stacked signals), equals each block's Jacobian on its own, stacked;
+    a block at other points (a boundary set) and a block that reaches only some outputs
+    of a layer (continuity: no p) are in the mix."""
+    x, xb = points(), points(15, seed=1)
+    params = list(model.parameters())
+    with jets.recording() as records:
+        blocks = [r[:, 0] for r in navier_stokes(x, jets.evaluate(model, x, 2))]
+        blocks.insert(1, jets.strip(model(xb))[:, 1] - 0.5)
+    ref = torch.cat([layer_jacobian(b, records, params) for b in blocks], 0)
+    J = stacked_jacobian(blocks, records, params, extra_columns=2)
+    assert J.shape == (ref.shape[0], ref.shape[1] + 2)
+    torch.testing.assert_close(J[:, :-2], ref, rtol=0, atol=1e-13 * float(ref.abs().max()))
+    assert float(J[:, -2:].abs().max()) == 0.0
+
+
+def test_lm_step_keeps_parameters_trainable_and_refuses_coupled_points():
+    """LM evaluates its Jacobian with the parameters frozen (the rule, not autograd, gives
+    their columns): they are trainable again after every step, and the finite-difference
+    check still catches a residual the records do not cover."""
+    from kanpinn.solver.lm import LevenbergMarquardt
+    from kanpinn.solver.loss import Collocation, PINNLoss
+    prob = kp.Problem(kp.Rectangle([0, 0], [1, 1]), lambda x, u: kp.laplacian(u, x) + 1.0,
+                      conditions=[kp.Dirichlet(0.0)])
+    model = kp.KAN([2, 4, 1], grid=4, seed=0, dtype=F64)
+    col = Collocation(prob, 60, 20, "sobol", 0, F64, "cpu")
+    params = list(model.parameters())
+    lm = LevenbergMarquardt(PINNLoss(prob, model, col, {}), params)
+    l0 = float(PINNLoss(prob, model, col, {}).loss()[0].detach())
+    loss, _, accepted = lm.step()
+    assert accepted and loss < l0
+    assert all(p.requires_grad for p in params)
+    coupled = kp.Problem(kp.Rectangle([0, 0], [1, 1]), lambda x, u: kp.laplacian(u, x) + u.mean(),
+                         conditions=[kp.Dirichlet(0.0)])
+    lm = LevenbergMarquardt(PINNLoss(coupled, model, Collocation(coupled, 60, 20, "sobol", 0, F64, "cpu"), {}),
+                            params)
+    with pytest.raises(NotPointwise):
+        lm.step()
+    assert all(p.requires_grad for p in params)
 
 
 def test_recording_is_context_local_and_closes():

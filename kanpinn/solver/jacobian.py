@@ -16,7 +16,7 @@ import torch
 
 from ..jet import NotPointwise
 
-__all__ = ["layer_jacobian", "layer_deltas", "NotPointwise"]
+__all__ = ["layer_jacobian", "stacked_jacobian", "layer_deltas", "NotPointwise"]
 
 
 def layer_deltas(block: torch.Tensor, records, retain_graph=True):
@@ -33,15 +33,21 @@ def layer_deltas(block: torch.Tensor, records, retain_graph=True):
     return [tuple(d) if any(t is not None for t in d) else None for d in deltas]
 
 
-def layer_jacobian(block: torch.Tensor, records, params, retain_graph=True):
-    """Jacobian (M, P) of ``block`` (M,) w.r.t. ``params`` (list of tensors, P numbers in
-    all), from the layer ``records`` made while computing it."""
-    m = block.shape[0]
+def _offsets(params):
     offsets, o = {}, 0
     for p in params:
         offsets[p] = (o, o + p.numel())
         o += p.numel()
-    J = block.new_zeros(m, o)
+    return offsets, o
+
+
+def layer_jacobian(block: torch.Tensor, records, params, retain_graph=True, out=None):
+    """Jacobian (M, P) of ``block`` (M,) w.r.t. ``params`` (list of tensors, P numbers in
+    all), from the layer ``records`` made while computing it. ``out``: a zeroed (M, ≥P)
+    tensor to fill (its first P columns) instead of a new one."""
+    m = block.shape[0]
+    offsets, o = _offsets(params)
+    J = block.new_zeros(m, o) if out is None else out
     for rec, deltas in zip(records, layer_deltas(block, records, retain_graph)):
         if deltas is None:
             continue
@@ -54,3 +60,53 @@ def layer_jacobian(block: torch.Tensor, records, params, retain_graph=True):
                     a, b = offsets[p]
                     J[:, a:b] += g.reshape(m, -1)
     return J
+
+
+
+def stacked_jacobian(blocks, records, params, extra_columns=0):
+    """The Jacobian of all ``blocks`` stacked, (Σ M_b, P + extra_columns), in one zeroed
+    tensor (the ``extra_columns`` are left zero for the caller, e.g. LM's inverse-problem
+    columns). One backward pass per block gives its signals at the layer outputs; then
+    each record's rule runs once for all the blocks that depend on it when the layer
+    takes stacked signals (``LayerRecord.stacked``): a system's residual blocks share the
+    interior evaluation, so its basis values and small products are formed once, not
+    once per equation (cavity, KAN [2,12,3]: three momentum/continuity blocks)."""
+    offsets, n_params = _offsets(params)
+    starts, r0 = [], 0
+    for b in blocks:
+        starts.append(r0)
+        r0 += b.shape[0]
+    J = blocks[0].new_zeros(r0, n_params + int(extra_columns))
+    deltas = [layer_deltas(b, records, retain_graph=i < len(blocks) - 1) for i, b in enumerate(blocks)]
+    for ri, rec in enumerate(records):
+        users = [i for i in range(len(blocks)) if deltas[i][ri] is not None]
+        for i in users:
+            if rec.n_points != blocks[i].shape[0]:
+                raise NotPointwise(f"a residual block of {blocks[i].shape[0]} rows depends on an evaluation at "
+                                   f"{rec.n_points} points")
+        groups = [users] if rec.stacked and len(users) > 1 else [[i] for i in users]
+        with torch.no_grad():
+            for group in groups:
+                if len(group) == 1:
+                    grads = {p: g[None] for p, g in rec.per_point_grads(deltas[group[0]][ri]).items()}
+                else:
+                    grads = rec.per_point_grads(_stack([deltas[i][ri] for i in group]))
+                for p, g in grads.items():
+                    if p not in offsets:
+                        continue
+                    a, b = offsets[p]
+                    for k, i in enumerate(group):
+                        m = blocks[i].shape[0]
+                        J[starts[i]:starts[i] + m, a:b] += g[k].reshape(m, -1)
+    return J
+
+
+def _stack(per_block):
+    """The signals of several blocks at one record's outputs, stacked (B, ...) per output;
+    a block that does not reach an output contributes zeros there."""
+    out = []
+    for j in range(len(per_block[0])):
+        ds = [d[j] for d in per_block]
+        ref = next((d for d in ds if d is not None), None)
+        out.append(None if ref is None else torch.stack([d if d is not None else torch.zeros_like(ref) for d in ds]))
+    return tuple(out)
