@@ -30,6 +30,7 @@ MAX_K = 20                   # spline order
 MAX_WIDTH = 100_000          # nodes in one layer
 MAX_LAYERS = 1000
 MAX_NAME = 200               # characters of a symbolic edge's name
+MAX_WINDOWS = 1000           # time windows of a time-marching model
 
 
 def _where(path):
@@ -114,9 +115,27 @@ def check_config(cfg, path="") -> dict:
         out["grid_range"] = (lo, hi)
         out["symbolic"] = _symbolic(cfg.get("symbolic") or [], widths, path)
         return out
+    if kind == "TimeWindows":
+        return _check_windows(cfg, path)
     if isinstance(kind, str) and isinstance(cfg.get("inner"), dict):
         return dict(cfg, inner=check_config(cfg["inner"], path))     # a wrapper: checked by its builder
     raise KanpinnError(f"{_where(path)} has unknown type {str(kind)[:60]!r}; expected 'KAN' or 'MLP'")
+
+
+def _check_windows(cfg, path):
+    """A time-marching model (``transforms.TimeWindows``): its edges, time column and
+    every window's own config."""
+    from .transforms.windows import check_edges
+    subs = cfg.get("windows")
+    if not isinstance(subs, list) or not 1 <= len(subs) <= MAX_WINDOWS:
+        raise KanpinnError(f"{_where(path)}: 'windows' must list 1 to {MAX_WINDOWS} model configs, got {str(subs)[:80]}")
+    try:
+        edges = check_edges(cfg.get("edges") or [], len(subs))
+    except KanpinnError as e:
+        raise KanpinnError(f"{_where(path)}: {e}") from None
+    t_col = _int(cfg.get("t_col"), "'t_col'", 0, MAX_WIDTH, path)
+    return {"type": "TimeWindows", "edges": edges, "t_col": t_col,
+            "windows": [check_config(c, f"{path} window {i}".strip()) for i, c in enumerate(subs)]}
 
 
 def _symbolic(symbolic, widths, path):
@@ -174,6 +193,8 @@ def state_shapes(cfg, path="") -> dict:
             for key in c["symbolic"][li] if c["symbolic"] else ():
                 out[pre + f"symbolic.{key}.params"] = (4,)
         return out
+    if c["type"] == "TimeWindows":
+        return {f"windows.{i}.{k}": v for i, sub in enumerate(cfg["windows"]) for k, v in state_shapes(sub, path).items()}
     return {"inner." + k: v for k, v in state_shapes(cfg["inner"], path).items()}
 
 
@@ -211,6 +232,10 @@ def model_from_config(cfg: dict, dtype=None) -> nn.Module:
     if c["type"] == "MLP":
         from .mlp import MLP
         return MLP(c["widths"], activation=c["activation"], seed=c["seed"], dtype=dtype)
+    if c["type"] == "TimeWindows":
+        from .transforms.windows import TimeWindows
+        subs = [model_from_config(sub, dtype) for sub in cfg["windows"]]
+        return TimeWindows(subs, c["edges"], c["t_col"]).relink()
     if c["type"] in ("Embedded", "HardConstraint"):
         from .transforms.config import wrapper_from_config
         return wrapper_from_config(cfg, lambda inner: model_from_config(inner, dtype))

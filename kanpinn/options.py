@@ -199,6 +199,34 @@ def _grids(owner, name, v):
 _grids.allowed = "a list of strictly increasing integers >= 1, or None"
 
 
+def _windows(owner, name, v):
+    """Time-marching (kanpinn.solver.marching): None (auto mode decides), n equal windows
+    (1: off), or the window edges in time; the edges' range is checked against the problem."""
+    allowed = ("None, an integer n >= 1 (n equal time windows; 1 = one window, no marching) or a list "
+               "of at least two strictly increasing times (the window edges, from t0 to t1)")
+    if v is None:
+        return None
+    n = _int_or_none(v)
+    if n is not None:
+        if n < 1:
+            _refuse(owner, name, v, allowed)
+        return n
+    if not isinstance(v, (list, tuple)) or len(v) < 2:
+        _refuse(owner, name, v, allowed)
+    out = []
+    for i, e in enumerate(v):
+        f = _real_or_none(e)
+        if f is None or not math.isfinite(f):
+            _refuse(owner, name, v, allowed, f"; entry {i} is {e!r}")
+        if out and not f > out[-1]:
+            _refuse(owner, name, v, allowed, f"; {f:g} follows {out[-1]:g} (edges must increase)")
+        out.append(f)
+    return out
+
+
+_windows.allowed = "None, an integer >= 1, or a list of strictly increasing times"
+
+
 def _weights(owner, name, v):
     allowed = "a dict term -> finite weight >= 0 (terms: 'pde' and the condition names), or None"
     if v is None:
@@ -365,6 +393,8 @@ SOLVE_OPTIONS: dict[str, Spec] = {
     "start_steps": Spec(20, integer(lo=1), "steps per multi-start trial"),
     "adaptive_weights": Spec(False, _ADAPTIVE, "learning-rate annealing of the condition weights"),
     "hooks": Spec(None, _hooks, "objects called around each training step"),
+    "windows": Spec(None, _windows, "time-marching: n time windows solved one after another (1: off), "
+                                    "or their edges; None lets auto mode decide"),
 }
 
 

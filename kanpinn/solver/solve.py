@@ -92,7 +92,8 @@ def solve(problem, model=None, **options):
     initialisations tried for ``start_steps`` steps on the first grid; the best is kept),
     ``adaptive_weights`` (True or {"every": k, "alpha": a}: learning-rate annealing of the
     condition weights, Wang et al. 2021), ``hooks`` (objects called around each step, see
-    ``kanpinn.solver.hooks``). ``optimizer`` also takes any registered name
+    ``kanpinn.solver.hooks``), ``windows`` (time-marching: n time windows, or their edges,
+    solved one after another, see ``kanpinn.solver.marching``). ``optimizer`` also takes any registered name
     (``kanpinn.solver.optimizers.register_optimizer``), two joined by "+", or a
     ``torch.optim.Optimizer`` class, instance or factory.
 
@@ -117,11 +118,16 @@ def solve(problem, model=None, **options):
     if model is not None and not isinstance(model, torch.nn.Module):
         raise KanpinnError(f"solve() takes a model (kp.KAN or kp.MLP) or None, got {type(model).__name__}")
     _resolve(options)                   # names and values checked before auto mode reads them
+    given, asked = model, dict(options)
     if model is None:
         model, options, choices = auto.plan(problem, dict(options))
     else:
         model, options, choices = auto.complete(problem, model, dict(options))
     opts = _resolve(options)
+    windows = opts["windows"]
+    if (isinstance(windows, int) and windows > 1) or (isinstance(windows, list) and len(windows) > 2):
+        from .marching import solve_windows, window_edges     # time-marching: one solve per window
+        return solve_windows(problem, given, asked, window_edges(problem, windows), choices)
     problem.check_model(int(getattr(model, "width_out", 1)))
     d = problem.domain.dim
     width_in = getattr(model, "width_in", d)

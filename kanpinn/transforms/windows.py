@@ -1,0 +1,232 @@
+"""A piecewise-in-time model: one sub-model per time window (time-marching).
+
+``TimeWindows(models, edges, t_col)`` routes every point to the model of the window its
+time lies in: window k covers [edges[k], edges[k + 1]), the last one also its right end;
+times before the first edge go to the first window and times after the last edge to the
+last (each sub-model extrapolates as any model does).
+
+The sub-models are trained one after another by ``kanpinn.solver.marching``: window k
+starts from window k - 1's solution at t = edges[k], given to it as its initial
+condition through :class:`SliceOf` (a callable, differentiable in x, so exact initial
+constraints (``HardConstraint``) can take their derivatives by autograd). A file cannot
+hold a callable; the link between windows is part of this model, though, so
+``model_from_config`` rebuilds it (:meth:`TimeWindows.relink`). What the first window
+took from the problem's own functions needs ``attach(problem)``, as for a one-window model.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import KanpinnError
+from .wrapper import values
+
+__all__ = ["TimeWindows", "SliceOf", "check_edges"]
+
+
+def check_edges(edges, n_models=None, owner="TimeWindows"):
+    """``edges`` as a list of floats: finite and strictly increasing, one more than the
+    windows (``n_models``) when that is given."""
+    try:
+        out = [float(e) for e in edges]
+    except (TypeError, ValueError):
+        raise KanpinnError(f"{owner}: edges must be a list of numbers (window boundaries in time), "
+                           f"got {str(edges)[:80]}") from None
+    if len(out) < 2:
+        raise KanpinnError(f"{owner}: edges needs at least two times (one window), got {out}")
+    if not all(math.isfinite(e) for e in out):
+        raise KanpinnError(f"{owner}: edges must be finite, got {out}")
+    bad = [i for i in range(1, len(out)) if not out[i] > out[i - 1]]
+    if bad:
+        i = bad[0]
+        raise KanpinnError(f"{owner}: edges must be strictly increasing; edge {i} ({out[i]:g}) does not "
+                           f"follow {out[i - 1]:g}")
+    if n_models is not None and len(out) != n_models + 1:
+        raise KanpinnError(f"{owner}: {n_models} window model(s) need {n_models + 1} edges, got {len(out)}")
+    return out
+
+
+class SliceOf:
+    """x -> ∂^j u/∂t^j of ``model`` at (x_space, t0): the state a window hands to the next.
+
+    ``x`` is a full point (N, d) whose time column the caller has already set to t0 (as
+    ``Initial`` and the hard-constraint lifting do); it is used as given, so the result
+    stays differentiable in every column (the lifting differentiates it by autograd).
+    ``component``: one output column (None: all)."""
+
+    def __init__(self, model, t_col, derivative=0, component=None):
+        if derivative not in (0, 1):
+            raise KanpinnError(f"SliceOf: derivative must be 0 or 1, got {derivative!r}")
+        self.model, self.t_col, self.derivative, self.component = model, int(t_col), int(derivative), component
+
+    def __call__(self, x):
+        if self.derivative == 0:
+            u = values(self.model)(x)
+        else:
+            # u_t by autograd; create_graph keeps it differentiable (the lifting's jet)
+            with torch.enable_grad():
+                xr = x if x.requires_grad else x.detach().requires_grad_(True)
+                u = values(self.model)(xr)
+                cols = [torch.autograd.grad(u[:, c].sum(), xr, create_graph=True)[0][:, self.t_col:self.t_col + 1]
+                        for c in range(u.shape[1])]
+                u = torch.cat(cols, 1)
+            if not x.requires_grad and not torch.is_grad_enabled():
+                u = u.detach()
+        if self.component is not None:
+            u = u[:, self.component:self.component + 1]
+        return u
+
+
+class TimeWindows(nn.Module):
+    """Sub-models on consecutive time windows; see the module doc.
+
+    Args:
+        models: one model per window (all with the same inputs and outputs).
+        edges: the window boundaries in time, strictly increasing, ``len(models) + 1``.
+        t_col: the time column of the input (a SpaceTime's last variable).
+
+    Example:
+
+    >>> a, b = kp.KAN([2, 3, 1], seed=0), kp.KAN([2, 3, 1], seed=1)
+    >>> m = TimeWindows([a, b], edges=[0.0, 0.5, 1.0], t_col=1)
+    >>> x = torch.tensor([[0.3, 0.2], [0.3, 0.7]], dtype=torch.float64)
+    >>> bool(torch.allclose(m(x)[1], b(x[1:])[0]))
+    True
+    """
+
+    def __init__(self, models, edges, t_col):
+        super().__init__()
+        models = list(models) if isinstance(models, (list, tuple, nn.ModuleList)) else None
+        if not models or not all(isinstance(m, nn.Module) for m in models):
+            raise KanpinnError("TimeWindows: models must be a non-empty list of kanpinn models (one per window)")
+        self.edges = check_edges(edges, len(models))
+        if isinstance(t_col, bool) or not isinstance(t_col, int) or t_col < 0:
+            raise KanpinnError(f"TimeWindows: t_col must be a column index >= 0, got {t_col!r}")
+        ins = {getattr(m, "width_in", None) for m in models}
+        outs = {getattr(m, "width_out", 1) for m in models}
+        if len(ins) != 1 or len(outs) != 1:
+            raise KanpinnError(f"TimeWindows: every window's model must take the same inputs and give the same "
+                               f"outputs, got inputs {sorted(map(str, ins))} and outputs {sorted(map(str, outs))}")
+        w_in = ins.pop()
+        if w_in is not None and not t_col < w_in:
+            raise KanpinnError(f"TimeWindows: t_col {t_col} is not a column of the models' {w_in} inputs")
+        self.t_col = t_col
+        self.windows = nn.ModuleList(models)
+        # interior edges: what bucketize compares times with (a buffer moves with .to())
+        self.register_buffer("_inner_edges", torch.tensor(self.edges[1:-1], dtype=torch.float64), persistent=False)
+
+    # ------------------------------------------------------------------ interface
+    @property
+    def width_in(self):
+        return getattr(self.windows[0], "width_in", None)
+
+    @property
+    def width_out(self):
+        return getattr(self.windows[0], "width_out", 1)
+
+    @property
+    def n_parameters(self):
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def extra_repr(self):
+        return f"windows={len(self.windows)}, edges={[round(e, 12) for e in self.edges]}, t_col={self.t_col}"
+
+    def config(self):
+        return {"type": "TimeWindows", "t_col": self.t_col, "edges": list(self.edges),
+                "windows": [m.config() for m in self.windows]}
+
+    def window_of(self, t):
+        """Window index (long tensor) of each time in ``t`` (N,)."""
+        e = self._inner_edges.to(dtype=t.dtype, device=t.device)
+        return torch.bucketize(t.detach().contiguous(), e, right=True)
+
+    # ------------------------------------------------------------------ evaluation
+    def _check(self, x):
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or (self.width_in is not None and x.shape[1] != self.width_in):
+            raise KanpinnError(f"TimeWindows: expected input of shape (N, {self.width_in}), "
+                               f"got {tuple(getattr(x, 'shape', ()))}")
+
+    def forward(self, x):
+        """Each point evaluated by its window's model (differentiable in x by autograd)."""
+        self._check(x)
+        idx = self.window_of(x[:, self.t_col])
+        out = None
+        for k, m in enumerate(self.windows):
+            rows = torch.nonzero(idx == k).squeeze(1)
+            if rows.numel() == 0:
+                continue
+            uk = values(m)(x[rows])
+            if out is None:
+                out = uk.new_zeros(x.shape[0], uk.shape[1])
+            out = out.index_copy(0, rows, uk)
+        return out
+
+    forward_values = forward
+
+    def forward_jet(self, x, order=2):
+        """Value, gradient and Hessian diagonal, each window's own jet at its points."""
+        self._check(x)
+        idx = self.window_of(x[:, self.t_col])
+        parts = None
+        for k, m in enumerate(self.windows):
+            rows = torch.nonzero(idx == k).squeeze(1)
+            if rows.numel() == 0:
+                continue
+            jet = m.forward_jet(x[rows], order)
+            if parts is None:
+                parts = [None if j is None else j.new_zeros((x.shape[0],) + tuple(j.shape[1:])) for j in jet]
+            parts = [None if p is None else p.index_copy(0, rows, j) for p, j in zip(parts, jet)]
+        return tuple(parts)
+
+    # ------------------------------------------------------------------ links
+    def relink(self):
+        """Give every window k >= 1 whose exact initial condition came from window k - 1
+        (a hard-constraint lifting saved as 'callable') that window's slice again: after
+        loading, the link is rebuilt from the model itself. Returns self."""
+        from .constraint import HardConstraint, Lifting
+        for k in range(1, len(self.windows)):
+            m = self.windows[k]
+            if not isinstance(m, HardConstraint) or m.lifting is not None:
+                continue
+            spec = m._spec
+            if spec.get("h") == "callable":
+                continue                # the problem's Dirichlet function: attach(problem) gives it
+            prev = self.windows[k - 1]
+            u0 = SliceOf(prev, self.t_col, 0) if spec.get("u0") == "callable" else spec.get("u0")
+            v0 = SliceOf(prev, self.t_col, 1) if spec.get("v0") == "callable" else spec.get("v0")
+            m.lifting = Lifting(spec.get("h"), u0, v0, spec.get("t_col"), spec.get("t0"))
+        return self
+
+    def attach(self, problem):
+        """The problem's value functions given back after loading (see
+        ``HardConstraint.attach``): the first window takes the problem's initial values,
+        the others their previous window's slice. Returns self."""
+        from .constraint import HardConstraint, Lifting, hard_constraint_for
+        if not any(isinstance(m, HardConstraint) for m in self.windows):
+            return self
+        built = None
+        for k, m in enumerate(self.windows):
+            if not isinstance(m, HardConstraint):
+                continue
+            if built is None:
+                built = hard_constraint_for(problem, exact_velocity=any(f[4] == 2 for f in m.factors))
+                if built is None:
+                    raise KanpinnError("attach: this problem has no exact conditions; the model was trained with some")
+                space = [list(f) for f in built[0] if f[0] != self.t_col]
+            if [list(f) for f in m.factors if f[0] != self.t_col] != space:
+                raise KanpinnError("attach: this problem's boundary conditions do not give the constraint the "
+                                   f"model's window {k} was trained with")
+            full, spec = built[1], m._spec
+            if k == 0:
+                u0 = full.u0 if spec.get("u0") is not None else None
+                v0 = full.v0 if spec.get("v0") is not None else None
+            else:
+                prev = self.windows[k - 1]
+                u0 = SliceOf(prev, self.t_col, 0) if spec.get("u0") == "callable" else spec.get("u0")
+                v0 = SliceOf(prev, self.t_col, 1) if spec.get("v0") == "callable" else spec.get("v0")
+            h = full.h if spec.get("h") is not None else None
+            m.lifting = Lifting(h, u0, v0, spec.get("t_col"), spec.get("t0"))
+            m._spec = m.lifting.spec()
+        return self

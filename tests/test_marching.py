@@ -1,0 +1,189 @@
+"""Time-marching: the piecewise-in-time model (transforms.windows.TimeWindows) and the
+driver (solver.marching, ``kp.solve(..., windows=n)``). Checked against hand
+computations and exact solutions; no timings are asserted."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import kanpinn as kp
+from kanpinn.errors import KanpinnError
+from kanpinn.models import model_from_config
+from kanpinn.solver.marching import window_edges, window_problem
+from kanpinn.transforms.windows import SliceOf, TimeWindows
+
+pi = math.pi
+DT = torch.float64
+
+
+class Known(nn.Module):
+    """u = a + sin(πx) cos(2πt): a model whose values and derivatives are known by hand."""
+
+    def __init__(self, a):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(float(a), dtype=DT))
+
+    width_in, width_out = 2, 1
+
+    def forward(self, x):
+        return self.a + torch.sin(pi * x[:, 0:1]) * torch.cos(2 * pi * x[:, 1:2])
+
+    def forward_jet(self, x, order=2):
+        s, c = torch.sin(pi * x[:, 0:1]), torch.cos(2 * pi * x[:, 1:2])
+        u = self.a + s * c
+        du = torch.stack([pi * torch.cos(pi * x[:, 0:1]) * c, -2 * pi * s * torch.sin(2 * pi * x[:, 1:2])], 2)
+        d2u = torch.stack([-pi**2 * s * c, -4 * pi**2 * s * c], 2)
+        return u, du, d2u
+
+
+def heat():
+    return kp.Problem(kp.SpaceTime(kp.Interval(-1.0, 1.0), t=(0.0, 1.0)),
+                      lambda x, u: kp.partial(u, x, 1) - kp.partial(u, x, 0, order=2) / pi**2,
+                      [kp.Dirichlet(0.0), kp.Initial(lambda x: torch.sin(pi * x[:, 0:1]))],
+                      exact=lambda x: torch.exp(-x[:, 1:2]) * torch.sin(pi * x[:, 0:1]), name="heat")
+
+
+def _small(problem, windows, **kw):
+    opts = dict(grids=[3, 6], steps=15, n_interior=300, n_boundary=60, test_points=41, progress=False)
+    opts.update(kw)
+    return kp.solve(problem, kp.KAN([2, 5, 1], grid=3, k=3, seed=0), windows=windows, **opts)
+
+
+def _auto_small(problem, windows, **kw):
+    """Auto mode (exact constraints, embeddings) on a tiny schedule."""
+    opts = dict(grids=[3], steps=4, n_interior=200, n_boundary=40, test_points=21, progress=False, max_time=60)
+    opts.update(kw)
+    return kp.solve(problem, windows=windows, **opts)
+
+
+def test_routing_matches_a_hand_computation():
+    m = TimeWindows([Known(0.0), Known(10.0), Known(20.0)], edges=[0.0, 0.3, 0.6, 1.0], t_col=1)
+    t = torch.tensor([-0.5, 0.0, 0.299, 0.3, 0.45, 0.6, 0.99, 1.0, 1.5], dtype=DT)
+    x = torch.stack([torch.full_like(t, 0.25), t], 1)
+    # window k covers [e_k, e_k+1); outside the edges: the first and the last window
+    want_window = [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    assert m.window_of(t).tolist() == want_window
+    base = torch.sin(pi * x[:, 0:1]) * torch.cos(2 * pi * x[:, 1:2])
+    offset = torch.tensor([10.0 * w for w in want_window], dtype=DT)[:, None]
+    assert torch.allclose(m(x), base + offset, atol=1e-15)
+    u, du, d2u = m.forward_jet(x, 2)
+    ref = Known(0.0).forward_jet(x, 2)
+    assert torch.allclose(u, ref[0] + offset) and torch.allclose(du, ref[1]) and torch.allclose(d2u, ref[2])
+    # derivatives by autograd through the routing agree with the jets
+    xr = x.clone().requires_grad_(True)
+    g = torch.autograd.grad(m(xr).sum(), xr)[0]
+    assert torch.allclose(g, du[:, 0, :])
+    assert "windows=3" in repr(m) and "t_col=1" in repr(m)
+
+
+def test_slice_hands_over_value_and_time_derivative():
+    prev = Known(1.0)
+    x = torch.tensor([[0.2, 0.4], [0.7, 0.4]], dtype=DT)        # t column already set to t0 = 0.4
+    s, t = torch.sin(pi * x[:, 0:1]), x[:, 1:2]
+    assert torch.allclose(SliceOf(prev, 1, 0)(x), 1.0 + s * torch.cos(2 * pi * t))
+    assert torch.allclose(SliceOf(prev, 1, 1)(x), -2 * pi * s * torch.sin(2 * pi * t))
+    # differentiable in x, as the exact-constraint lifting needs (d/dx of u_t)
+    xr = x.clone().requires_grad_(True)
+    d = torch.autograd.grad(SliceOf(prev, 1, 1)(xr).sum(), xr)[0][:, 0:1]
+    assert torch.allclose(d, -2 * pi**2 * torch.cos(pi * x[:, 0:1]) * torch.sin(2 * pi * t))
+
+
+def test_window_problem_takes_its_initial_conditions_from_the_previous_window():
+    wave = kp.Problem(kp.SpaceTime(kp.Interval(0.0, 1.0), t=(0.0, 1.0)),
+                      lambda x, u: kp.partial(u, x, 1, order=2) - kp.partial(u, x, 0, order=2),
+                      [kp.Dirichlet(0.0), kp.Initial(0.0), kp.Initial(0.0, derivative=1)])
+    wp = window_problem(wave, 0.5, 1.0, prev=Known(0.0))
+    assert tuple(wp.domain.lo) == (0.0, 0.5) and tuple(wp.domain.hi) == (1.0, 1.0)
+    ics = [c for c in wp.conditions if isinstance(c, kp.Initial)]
+    assert [c.derivative for c in ics] == [0, 1]
+    x = torch.tensor([[0.3, 0.5]], dtype=DT)
+    assert float(ics[0].value(x).detach()) == pytest.approx(math.sin(0.3 * pi) * math.cos(pi))
+    assert float(ics[1].value(x).detach()) == pytest.approx(-2 * pi * math.sin(0.3 * pi) * math.sin(pi), abs=1e-12)
+
+
+def test_heat_in_two_windows_reaches_the_exact_solution_and_records_each_window():
+    r = _small(heat(), 2)
+    assert isinstance(r.model, TimeWindows) and r.model.edges == [0.0, 0.5, 1.0]
+    assert r.metrics["l2_relative"] < 1e-4
+    assert [w["t"] for w in r.metrics["windows"]] == [[0.0, 0.5], [0.5, 1.0]]
+    # the histories follow each other: steps and time keep growing, a window column
+    h = r.history
+    assert set(np.unique(h["window"])) == {1.0, 2.0}
+    assert np.all(np.diff(h["step"]) >= 0) and np.all(np.diff(h["time"]) >= 0)
+    assert r.metrics["steps"] == int(h["step"][-1])
+    # the second window starts where the first ends (a given KAN: the initial condition
+    # is in the loss, so up to its misfit)
+    x = np.array([[0.3, 0.5 - 1e-12], [0.3, 0.5]])
+    u = r.predict(x)
+    assert abs(u[0, 0] - u[1, 0]) < 1e-4
+
+
+def test_save_and_load_give_identical_predictions(tmp_path):
+    r = _auto_small(heat(), [0.0, 0.4, 1.0])
+    assert type(r.model.windows[1]).__name__ == "HardConstraint"
+    path = r.save(tmp_path / "w.h5")
+    again = kp.load(path)
+    assert isinstance(again.model, TimeWindows) and again.model.edges == [0.0, 0.4, 1.0]
+    x = np.stack([np.linspace(-1, 1, 9), np.linspace(0, 1, 9)], 1)
+    # the first window's initial value is the problem's own function: a file cannot hold it
+    with pytest.raises(KanpinnError, match="attach"):
+        again.predict(x)
+    again.model.attach(heat())
+    assert np.array_equal(again.predict(x), r.predict(x))
+    assert again.options["windows"] == [0.0, 0.4, 1.0]
+
+
+def test_constant_initial_values_need_no_attach(tmp_path):
+    p = kp.Problem(kp.SpaceTime(kp.Interval(0.0, 1.0), t=(0.0, 1.0)),
+                   lambda x, u: kp.partial(u, x, 1) - kp.partial(u, x, 0, order=2) - 1.0,
+                   [kp.Dirichlet(0.0), kp.Initial(0.0)])
+    r = _auto_small(p, 2)
+    again = kp.load(r.save(tmp_path / "c.h5"))
+    x = np.array([[0.5, 0.1], [0.5, 0.9]])
+    assert np.array_equal(again.predict(x), r.predict(x))
+    # the second window starts exactly where the first ends (exact initial constraint)
+    u = r.predict(np.array([[0.3, 0.5 - 1e-13], [0.3, 0.5]]))
+    assert abs(u[0, 0] - u[1, 0]) < 1e-9
+
+
+def test_config_round_trip_and_bad_configs():
+    m = TimeWindows([kp.KAN([2, 3, 1], seed=0, dtype=DT), kp.KAN([2, 3, 1], seed=1, dtype=DT)], edges=[0, 1, 2],
+                    t_col=1)
+    again = model_from_config(m.config(), dtype=DT)
+    again.load_state_dict(m.state_dict())
+    x = torch.rand(20, 2, dtype=DT) * 2
+    assert torch.equal(again(x), m(x))
+    bad = m.config()
+    bad["edges"] = [0, 1, 1]
+    with pytest.raises(KanpinnError, match="increasing"):
+        model_from_config(bad)
+    bad["edges"] = [0, 1]
+    with pytest.raises(KanpinnError, match="edges"):
+        model_from_config(bad)
+
+
+def test_bad_input_is_refused_clearly():
+    poisson = kp.Problem(kp.Interval(0, 1), lambda x, u: kp.partial(u, x, 0, 2) + 1.0, [kp.Dirichlet(0.0)])
+    with pytest.raises(KanpinnError, match="SpaceTime"):
+        kp.solve(poisson, kp.KAN([1, 3, 1], seed=0), windows=2, progress=False)
+    for bad in (0, -1, 2.5, [0.0, 0.5, 0.5, 1.0], [0.0], "2"):
+        with pytest.raises(KanpinnError, match="windows"):
+            kp.solve(heat(), kp.KAN([2, 3, 1], seed=0), windows=bad, progress=False)
+    with pytest.raises(KanpinnError, match="from t0"):
+        window_edges(heat(), [0.0, 0.5, 2.0])
+    with pytest.raises(KanpinnError, match="increasing"):
+        TimeWindows([Known(0), Known(1)], edges=[0.0, 0.7, 0.5], t_col=1)
+    with pytest.raises(KanpinnError, match="edges"):
+        TimeWindows([Known(0), Known(1)], edges=[0.0, 1.0], t_col=1)
+    data = kp.Problem(kp.SpaceTime(kp.Interval(0, 1), t=(0, 1)), lambda x, u: kp.partial(u, x, 1),
+                      [kp.Initial(0.0), kp.Data(np.array([[0.5, 0.5]]), np.array([[0.0]]))])
+    with pytest.raises(KanpinnError, match="Data"):
+        kp.solve(data, kp.KAN([2, 3, 1], seed=0), windows=2, progress=False)
+
+
+def test_symbolify_refuses_a_piecewise_model():
+    m = TimeWindows([kp.KAN([2, 3, 1], seed=0), kp.KAN([2, 3, 1], seed=1)], edges=[0, 1, 2], t_col=1)
+    with pytest.raises(KanpinnError):
+        kp.symbolify(m)
