@@ -241,7 +241,7 @@ def test_discover_non_elementary_reports_not_verified_with_candidates():
     # u'' = cos(x^2): u is a Fresnel-type integral, not in the library
     prob = kp.Problem(kp.Interval(-1.0, 1.0), lambda X, u: kp.laplacian(u, X) - torch.cos(X**2),
                       [kp.Dirichlet(0.0)])
-    found = kp.discover(prob, structures=[("sum", [1, 1])], max_time=60,
+    found = kp.discover(prob, structures=[("sum", [1, 1])], max_time=60, distill=False,
                         solve=dict(grids=[5], steps=5, n_interior=60, n_boundary=2))
     assert not found.verified and found.formula is None
     (row,) = found.candidates
@@ -258,6 +258,12 @@ def test_discover_bad_options_are_clear_errors():
         kp.discover("poisson_1d.py")
     with pytest.raises(kp.KanpinnError, match="swaps"):
         kp.discover(poisson_1d(), swaps=-1)
+    with pytest.raises(kp.KanpinnError, match="distill"):
+        kp.discover(poisson_1d(), distill="yes")
+    with pytest.raises(kp.KanpinnError, match="teacher_time"):
+        kp.discover(poisson_1d(), teacher_time=0)
+    with pytest.raises(kp.KanpinnError, match="teacher"):
+        kp.discover(poisson_1d(), teacher="run.h5")
 
 
 def test_discover_max_time_is_respected():
@@ -280,14 +286,79 @@ def test_symbolify_and_discover_read_a_kan_behind_an_input_embedding():
     assert found.verified and found.formula == sp.sin(sp.pi * x), found.report()
 
 
-_NOT_MET = pytest.mark.xfail(strict=False, reason="issue 14 target not met yet: the structure's "
-                             "network does not train close to the solution (docs/closed_forms.md)")
+# ---------------------------------------------------------------- distillation
+class _Teacher:
+    """What discover reads of a teacher Result: its model (and metrics). Here the model is
+    the exact solution plus a 1e-8 perturbation (a teacher accurate to 1e-8, as auto mode
+    is on these problems), so the test measures the reading, not a solve."""
+
+    def __init__(self, fn):
+        class Model(torch.nn.Module):
+            def forward(self, X):
+                return fn(X) + 1e-8 * torch.sin(7 * X[:, 0:1] + 3 * X[:, 1:2])
+        self.model, self.metrics = Model(), {}
+
+
+def rank_two():
+    """Poisson on [0, 1]^2 with u = x cos(pi y) + x^3 y: a sum of two products whose
+    product-node reading mixes x and x^3 (the Klein-Gordon shape, cheap)."""
+    def ex(X):
+        return X[:, 0:1] * torch.cos(pi * X[:, 1:2]) + X[:, 0:1] ** 3 * X[:, 1:2]
+
+    def forcing(X):
+        return -pi**2 * X[:, 0:1] * torch.cos(pi * X[:, 1:2]) + 6 * X[:, 0:1] * X[:, 1:2]
+    return kp.Problem(kp.Rectangle([0.0, 0.0], [1.0, 1.0]), lambda X, u: kp.laplacian(u, X) - forcing(X),
+                      [kp.Dirichlet(ex)], exact=ex), ex
+
+
+def test_distillation_reads_a_sum_of_products_off_a_teacher():
+    prob, ex = rank_two()
+    found = kp.discover(prob, distill=True, teacher=_Teacher(ex), max_time=120)
+    truth = x * sp.cos(sp.pi * y) + x**3 * y
+    assert found.verified and sp.simplify(found.formula - truth) == 0, found.report()
+    assert found.residual < 1e-12
+    assert [c.structure for c in found.candidates][:2] == ["teacher (auto mode)", "distilled sum"]
+
+
+def test_distillation_fits_a_kan_structure_to_the_teacher_by_regression():
+    # u = 1 - exp(-x) cos(pi y) (Kovasznay's shape): the separable sum + product KAN fitted
+    # to the teacher's values reads back exp and cos, within 1e-4 of the teacher
+    from kanpinn.symbolic.distill import fit_structure, regression_problem, separable_model, teacher_error
+    from kanpinn.symbolic.symbolify import symbolify_report
+
+    def ex(X):
+        return 1 - torch.exp(-X[:, 0:1]) * torch.cos(pi * X[:, 1:2])
+    prob = kp.Problem(kp.Rectangle([0.0, 0.0], [1.0, 1.0]), lambda X, u: kp.laplacian(u, X), [kp.Dirichlet(ex)])
+    teacher = _Teacher(ex).model
+    model = separable_model([2, [1, 1]], k=5, seed=0, grid_eps=0.02)
+    assert model.layers[0].mask.tolist() == [[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]]
+    res = fit_structure(regression_problem(prob, teacher), model, grids=[5, 10], steps=30, n_interior=600,
+                        optimizer="lm", progress=False, seed=0, starts=2)
+    # the network read column by column (no problem: each column is not the solution)
+    rep = symbolify_report(res.model, variables=(x, y), x=prob.domain.sample_interior(2048, "sobol", seed=0),
+                           required_derivative_order=2, refine="fit")
+    expr = sum(rep.expr)
+    pts = prob.domain.sample_interior(512, "sobol", seed=3)
+    assert teacher_error(expr, (x, y), pts, teacher) < 1e-4, expr
+    assert expr.has(sp.exp) and expr.has(sp.cos), expr
+
+
+def test_distillation_on_a_non_elementary_solution_reports_not_verified():
+    # u'' = cos(x^2) (Fresnel-type): the teacher is a quick solve; no structure verifies
+    prob = kp.Problem(kp.Interval(-1.0, 1.0), lambda X, u: kp.laplacian(u, X) - torch.cos(X**2),
+                      [kp.Dirichlet(0.0)])
+    teacher = kp.solve(prob, kp.KAN([1, 5, 1], k=3, seed=0), grids=[5], steps=20, n_interior=100,
+                       n_boundary=2, progress=False)
+    found = kp.discover(prob, distill=True, teacher=teacher, max_time=40,
+                        solve=dict(grids=[5], steps=10, n_interior=100))
+    assert not found.verified and found.formula is None
+    tried = [c for c in found.candidates if c.formula is not None]
+    assert tried and all(1e-7 < c.residual for c in tried), found.report()
+    assert "NOT verified" in found.report()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["heat_1d", "poisson_2d_product",
-                                  pytest.param("klein_gordon_1d", marks=_NOT_MET),
-                                  pytest.param("kovasznay", marks=_NOT_MET)])
+@pytest.mark.parametrize("name", ["heat_1d", "poisson_2d_product", "klein_gordon_1d", "kovasznay"])
 def test_discover_targets(name):
     """Issue 14's targets: the verified closed form, sympy-equal to the truth, at most a few
     operations longer, within 10 minutes (minutes each on 2 idle cores)."""
