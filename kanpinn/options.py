@@ -391,6 +391,8 @@ SOLVE_OPTIONS: dict[str, Spec] = {
     "lbfgs_history": Spec(50, integer(lo=1), "L-BFGS history size"),
     "starts": Spec(1, integer(lo=1), "random initialisations tried on the first grid"),
     "start_steps": Spec(20, integer(lo=1), "steps per multi-start trial"),
+    "restarts": Spec(0, integer(lo=0), "with starts > 1: rounds of new starts while the loss stalls at "
+                                       "the last grid refinement (the lowest final loss is kept)"),
     "adaptive_weights": Spec(False, _ADAPTIVE, "learning-rate annealing of the condition weights"),
     "hooks": Spec(None, _hooks, "objects called around each training step"),
     "windows": Spec(None, _windows, "time-marching: n time windows solved one after another (1: off), "
