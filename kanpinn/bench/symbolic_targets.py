@@ -189,23 +189,28 @@ MEASURED = {
     "discover": {
         "poisson_1d": dict(formula="sin(pi*x)", verified=True, residual=1.8e-16, seconds=15.1,
                            structures_tried=1, met=True),
-        # 2026-11-30, load ~4-5, 1 thread, with the screen working on a fresh problem
-        # (docs/closed_forms.md); the seconds before it were 210.6 and 102.0 at load 13-19
-        "heat_1d": dict(formula="exp(-t)*sin(pi*x)", verified=True, residual=2.3e-17, seconds=35.7,
+        # session 6, with distillation (docs/closed_forms.md), 1 thread, load 3.5-4.5; the
+        # PDE-trained heat and Poisson-product rows took 35.7 s and 25.6 s at session 5
+        "heat_1d": dict(formula="exp(-t)*sin(pi*x)", verified=True, residual=2.3e-17, seconds=66.9,
                         ops=4, truth_ops=4, structures_tried=2, met=True,
-                        note="notebook 04: sum [2, 1] screened out (2.3 s), product [2, [0, 1], 1] "
-                             "verified (31.7 s)"),
+                        note="sum [2, 1] screened out (4.4 s), product [2, [0, 1], 1] trained on the "
+                             "PDE verified (60.4 s); 35.7 s at session 5 (load 4.8)"),
         "poisson_2d_product": dict(formula="sin(pi*x)*sin(2*pi*y)", verified=True, residual=2.9e-16,
-                                   seconds=25.6, ops=6, truth_ops=6, structures_tried=2, met=True),
-        "klein_gordon_1d": dict(formula=None, verified=False, residual=1.0e-2, seconds=184.9, met=False,
-                                note="all 6 default structures in 185 s (sum, function of a sum "
-                                     "screened out); best residual 1.0e-2 (product); the two-products "
-                                     "network itself is 6.7e-2 (8.8e-3 with 8 starts, grids 10/20 x "
-                                     "100 steps) from the solution"),
-        "kovasznay": dict(formula=None, verified=False, residual=1.3e-2, seconds=394.4, met=False,
-                          note="all 6 default structures in 394 s; sum, product (first-grid loss "
-                               "0.15 x u=0's) and function of a sum screened out; best residual "
-                               "1.3e-2 (sum of compositions, exp(-1.812*x) in it: lambda = -1.8102)"),
+                                   seconds=45.5, ops=6, truth_ops=6, structures_tried=2, met=True),
+        "klein_gordon_1d": dict(formula="t**3*x**3 + x*cos(5*pi*t)", verified=True, residual=2.3e-16,
+                                seconds=220.7, ops=8, truth_ops=8, met=True,
+                                note="sum screened out, PDE-trained product residual 1.0e-2 (46.9 s), "
+                                     "teacher 165 s, distilled sum rejected, separable products read "
+                                     "off the teacher's values verified (2.0 s); session 5: not "
+                                     "verified, best 1.0e-2"),
+        "kovasznay": dict(formula="[1 - exp(-1.81009812*x)*cos(2*pi*y), -0.2880860633*exp(-1.81009812*x)"
+                                  "*sin(2*pi*y), 1/2 - exp(-3.62019624*x)/2]",
+                          verified=True, residual=7.3e-12, seconds=226.9, ops=21, truth_ops=22, met=True,
+                          note="teacher 161 s; u, v: separable products read off the teacher's values, "
+                               "p: sum fitted to it; the system polished on the PDE (lambda refined by "
+                               "Gauss-Newton) and verified; session 5: not verified, best 1.3e-2"),
+        "allen_cahn_1d": dict(formula=None, verified=False, residual=6.7e-2, seconds=186.8, met=None,
+                              note="not elementary: max_time 240, nothing verified, formula None"),
     },
     # symbolify after kp.solve(problem, kp.KAN([2, [0, 1], 1], seed=s), grids=[5, 10, 20],
     # steps=100, seed=s) with every other option at the solver's default (k=3, 16 starts),

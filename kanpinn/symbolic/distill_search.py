@@ -64,7 +64,7 @@ def distill_structures(d: int):
     return out
 
 
-_SEPARABLE = "sum of separable products, rank <= 3"
+_SEPARABLE = "grid, rank<=3"     # not a KAN: read_separable on a grid of teacher values
 
 
 def _has_products(widths) -> bool:
@@ -142,13 +142,31 @@ def _read_points(domain, seed):
     return np.concatenate(parts, 0)
 
 
+def _ready(model, problem):
+    """Evaluate the teacher once; a model loaded from a file whose exact constraints need
+    the problem's own value functions is attached to the problem first (a freshly trained
+    one must not be: a time-windows model refuses a second attach)."""
+    x = torch.as_tensor(np.asarray(problem.domain.sample_interior(4, "sobol", seed=0)), dtype=torch.float64)
+    p = next(iter(model.parameters()), None)
+    x = x.to(p.dtype) if p is not None else x
+    try:
+        with torch.no_grad():
+            model(x)
+    except KanpinnError:
+        if not hasattr(model, "attach"):
+            raise
+        model.attach(problem)
+        with torch.no_grad():
+            model(x)
+
+
 def distill_phase(problem, teacher_result, rows, o):
     """Solve the problem accurately (unless a teacher is given), fit each distillation
     structure to the teacher's values (each output on its own), polish and verify on the
     PDE. Appends rows; returns (n_ops, residual, formula, verification) or None."""
     from .distill import regression_problem, teacher as solve_teacher
     m = problem.n_outputs or 1
-    row = CandidateRow("teacher (auto mode)", [])
+    row = CandidateRow("teacher (auto mode)" if teacher_result is None else "teacher (given)", [])
     t0 = time.perf_counter()
     if teacher_result is None:
         left = _left(o["deadline"])
@@ -164,8 +182,12 @@ def distill_phase(problem, teacher_result, rows, o):
             rows.append(row)
             return None
     model_t = teacher_result.model
-    if hasattr(model_t, "attach"):
-        model_t.attach(problem)       # exact constraints read the problem's own values
+    try:
+        _ready(model_t, problem)
+    except Exception as exc:  # noqa: BLE001 - a teacher that cannot be evaluated ends the phase
+        row.why = f"teacher not usable: {type(exc).__name__}: {exc}"
+        rows.append(row)
+        return None
     row.network_error = (teacher_result.metrics or {}).get("l2_relative")
     row.seconds = time.perf_counter() - t0
     row.why = f"teacher: PDE loss {float((teacher_result.metrics or {}).get('loss', math.nan)):.1e}"

@@ -197,7 +197,9 @@ def _read(values_fn, lo, hi, symbols, side, n, lib, rank_tol, span_tol):
     if r is None:
         return None
     U = torch.linalg.svd(V, full_matrices=False)[0][:, :r]
-    Q = _orth(torch.cat([torch.ones(n, 1, dtype=_DT) / math.sqrt(n), U], 1))
+    # the constants are free: when the values already hold them (Kovasznay's u = 1 - E cos)
+    # the stacked basis is redundant up to the teacher's noise, hence rank_tol, not 1e-9
+    Q = _orth(torch.cat([torch.ones(n, 1, dtype=_DT) / math.sqrt(n), U], 1), rank_tol)
     n_funcs = Q.shape[1] - 1
     if n_funcs == 0:
         return None
