@@ -187,3 +187,30 @@ def test_symbolify_refuses_a_piecewise_model():
     m = TimeWindows([kp.KAN([2, 3, 1], seed=0), kp.KAN([2, 3, 1], seed=1)], edges=[0, 1, 2], t_col=1)
     with pytest.raises(KanpinnError):
         kp.symbolify(m)
+
+
+def test_auto_mode_marches_only_nonlinear_reactions_first_order_in_time():
+    from kanpinn.solver.auto import plan
+    dom = kp.SpaceTime(kp.Interval(-1.0, 1.0), t=(0.0, 1.0))
+    ic = kp.Initial(lambda x: x[:, 0:1] ** 2)
+    reaction = kp.Problem(dom, lambda x, u: kp.partial(u, x, 1) - 1e-3 * kp.partial(u, x, 0, order=2) + u**3 - u,
+                          [kp.Periodic("x"), ic])
+    transport = kp.Problem(dom, lambda x, u: kp.partial(u, x, 1) + u * kp.partial(u, x, 0), [kp.Periodic("x"), ic])
+    wave_like = kp.Problem(dom, lambda x, u: kp.partial(u, x, 1, order=2) - kp.partial(u, x, 0, order=2) + u**3,
+                           [kp.Dirichlet(0.0), ic, kp.Initial(0.0, derivative=1)])
+    _, opts, choices = plan(reaction, {})
+    assert opts["windows"] > 1 and "time_marching" in choices["methods"]
+    for p in (heat(), transport, wave_like):
+        _, opts, choices = plan(p, {})
+        assert "windows" not in opts and "time_marching" not in choices["methods"]
+    _, opts, choices = plan(reaction, {"max_time": 20.0})          # too short for its windows
+    assert "windows" not in opts and any("time-marching" in n for n in choices["notes"])
+    _, opts, choices = plan(reaction, {"windows": 1})
+    assert opts["windows"] == 1 and choices["kept"]["windows"] == "set by the user"
+
+
+def test_a_max_time_too_short_for_the_windows_still_gives_a_whole_model_and_a_note():
+    r = _small(heat(), 3, max_time=0.3)
+    assert isinstance(r.model, TimeWindows) and len(r.model.windows) == 3
+    assert np.all(np.isfinite(r.predict(np.array([[0.1, 0.1], [0.1, 0.5], [0.1, 0.9]]))))
+    assert any("max_time" in n for n in r.metrics["notes"])

@@ -28,7 +28,9 @@ rule's ``why`` string):
   most doubling per stage; ``continuation.Continuation``; 180 s, 1 thread, load 3-4:
   Helmholtz (1, 4) 1.6e-5 -> 1.4e-7, Wave1d-C 3.2e-4 -> 6.8e-6);
 - unknown coefficients and observations -> first-layer knots that follow the solution's
-  variation (``knots.VariationKnots``; inverse Burgers, 180 s: ν off 5.1 % -> 0.017 %).
+  variation (``knots.VariationKnots``; inverse Burgers, 180 s: ν off 5.1 % -> 0.017 %);
+- first order in time with a reaction nonlinear in u -> time-marching in 3 windows
+  (``marching``; Allen-Cahn, 180 s, load 3-5: 6.7e-3 -> 2.4e-4).
 """
 from __future__ import annotations
 
@@ -153,6 +155,7 @@ def plan(problem, options: dict):
          "reached is returned when it runs out")
     _schedule(info, options, choices, _PRESET["grids"][0], continuation=True)
     _time_methods(problem, info, options, choices)
+    _time_marching(problem, info, options, choices)
     _inverse_methods(info, options, choices)
     _stage_budget(options, choices)
     _say_methods(choices)
@@ -281,6 +284,60 @@ def _time_methods(problem, info, options, choices):
         "chunks": hook.chunks, "levels": list(hook.levels),
         "why": "time-dependent: residuals of later times count once earlier times are fitted "
                "(Wang, Sankaran & Perdikaris 2022)"}
+
+
+# time windows auto mode marches in (``marching.solve_windows``) where it pays
+_MARCH_WINDOWS = 3
+# seconds each window needs at least for marching to be chosen: Allen-Cahn's 4 windows of
+# ~45 s (6.4e-4) already lost to 3 of ~60 s (2.4e-4); shorter windows were not measured
+_MARCH_MIN_WINDOW_TIME = 40.0
+_MARCH_WHY = ("a reaction nonlinear in u amplifies errors over the horizon; windows solved one after "
+              "another restart it from an accurate state. Measured, max_time 180 s, 1 thread, load 3-5: "
+              "Allen-Cahn 6.7e-3 in one window, 7.1e-4 / 2.4e-4 / 6.4e-4 in 2 / 3 / 4 windows; not on for "
+              "transport (Burgers 7.3e-2 -> 0.10 / 0.14 in 2 / 3) nor second order in time (Wave1d-C 6.8e-6 "
+              "-> 3.0e-5, Klein-Gordon 2.1e-12 -> 5.5e-10 in 2)")
+
+
+def _time_marching(problem, info, options, choices):
+    """Time-marching (``windows``) for equations first order in time with a nonlinear
+    reaction, an initial condition to march from and nothing learned from data (see
+    ``_MARCH_WHY``)."""
+    if "windows" in options:
+        choices["kept"]["windows"] = "set by the user"
+        return
+    if not info["time_dependent"] or not info["initial"] or info["inverse"] or info["data"] \
+            or info["time_order"] != 1 or not _nonlinear_reaction(problem, info):
+        return
+    if float(options.get("max_time") or 0.0) < _MARCH_WINDOWS * _MARCH_MIN_WINDOW_TIME:
+        choices["notes"].append(f"no time-marching: max_time under {_MARCH_WINDOWS * _MARCH_MIN_WINDOW_TIME:g} s "
+                                f"leaves its {_MARCH_WINDOWS} windows too little time each")
+        return
+    _set(options, choices, "windows", _MARCH_WINDOWS, _MARCH_WHY)
+    choices["methods"]["time_marching"] = {"windows": _MARCH_WINDOWS, "why": _MARCH_WHY}
+
+
+def _nonlinear_reaction(problem, info, n=64):
+    """Whether the residual is nonlinear in u already for fields constant in space, u =
+    c(t): a reaction term (Allen-Cahn's 5u³ - 5u), whose error growth over the horizon is
+    what marching restarts. Transport (Burgers' u u_x) and diffusion vanish on such
+    fields. Tested as R(u1 + u2) - R(u1) - R(u2) + R(0) on two functions of t, relative
+    to their size (an affine R gives rounding); a residual the probe cannot drive counts
+    as no."""
+    import torch
+    try:
+        x = torch.as_tensor(problem.domain.sample_interior(n, "uniform", seed=7),
+                            dtype=torch.float64).requires_grad_(True)
+        t = x[:, -1:].expand(n, info["outputs"])
+        phase = torch.arange(info["outputs"], dtype=torch.float64)
+
+        def res(u):
+            return torch.cat([r.reshape(n, -1) for r in problem.residual_terms(x, u)], 1).detach()
+        u1, u2 = torch.sin(1.3 * t + 0.3 + phase), torch.cos(0.7 * t - 0.2 + phase)
+        r1, r2, r12, r0 = (res(u) for u in (u1, u2, u1 + u2, 0.0 * t))
+        scale = float(r1.abs().max() + r2.abs().max() + r0.abs().max()) + 1e-300
+        return float((r12 - r1 - r2 + r0).abs().max()) > 1e-8 * scale
+    except Exception:                   # noqa: BLE001 - a residual the probe cannot drive
+        return False
 
 
 def _inverse_methods(info, options, choices):

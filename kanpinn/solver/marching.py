@@ -29,10 +29,10 @@ from .run import _test_set, error_metrics
 
 __all__ = ["window_edges", "window_problem", "check_marching", "solve_windows", "MIN_WINDOW_SECONDS"]
 
-# a window with less than this much of max_time left still gets it (so every window has a
-# trained model): about what auto mode's first grid (G = 5, 60 LM steps at 2000 points)
-# needs on one thread of a loaded 2-core box; the overrun is reported in a note
-MIN_WINDOW_SECONDS = 10.0
+# a window with less than this much of max_time left still gets it, so that every window
+# takes a few optimiser steps and the model covers the whole horizon; the overrun (at most
+# this much per window) is reported in a note
+MIN_WINDOW_SECONDS = 1.0
 
 
 def check_marching(problem):
