@@ -8,7 +8,9 @@ Three rows, each measured in this process:
    Target: each <= 1e-5 within 180 s.
 2. Lid-driven cavity, Re = 100 (``problems/lid_driven_cavity.py``): the largest deviation
    from Ghia, Ghia & Shin's centreline tables, u and v, in units of the lid speed.
-   Target <= 1e-2, stretch 5e-3. A fixed schedule, not a time budget (the rows compare
+   Target <= 1e-2, stretch 5e-3. Also the deviation from the finite-difference reference of
+   the problem as stated (``kanpinn.references.cavity``, n = 128): the solver's own error;
+   a converged solution is itself ~9.5e-3 from Ghia's v table (docs/navier_stokes.md). A fixed schedule, not a time budget (the rows compare
    with a published table, not with a clock).
 3. Cost of one dense LM step: the cavity (3 fields) against pykan's Poisson problem (1
    field), KAN [2, 12, m] G = 10, 1000 / 400 points, alternated in one process on one
@@ -29,7 +31,8 @@ import time
 
 from ..errors import KanpinnError
 
-__all__ = ["run_systems", "systems_table", "step_ratio", "kovasznay_errors", "SYSTEMS_COLUMNS", "MEASURED"]
+__all__ = ["run_systems", "systems_table", "step_ratio", "kovasznay_errors", "cavity_fd_deviation",
+           "SYSTEMS_COLUMNS", "MEASURED"]
 
 SYSTEMS_COLUMNS = ["row", "setup", "measured", "target", "seconds", "error"]
 
@@ -67,6 +70,15 @@ MEASURED = {
              stretch_met=False),
         dict(box="shared 2-core dev box (load 18-28)", setup="KAN [2,12,3] k=3, grids 5/10 x 20, 1000/400",
              seconds=560, ghia_u=7.2e-3, ghia_v=5.6e-3, met=True, stretch_met=False),
+        dict(box="shared 2-core dev box, 1 thread, load 3.5-5.4", setup="auto mode, max_time 180, device cpu, "
+             "after the session-6 step changes (KAN [2,20,3] k=5, 49 LM steps)", seconds=188, ghia_u=3.6e-3,
+             ghia_v=9.3e-3, fd_u=1.1e-3, fd_v=5.6e-4, met=True, stretch_met=False,
+             note="fd_*: against the finite-difference reference of the stated problem (n = 256), "
+                  "kanpinn.references.cavity; that reference is itself 3.9e-3 / 9.6e-3 from Ghia"),
+        dict(box="shared 2-core dev box, 1 thread, load 2.3-4.3", setup="auto mode with k = 3 (not the default), "
+             "116 LM steps, loss 2.0e-5", seconds=182, ghia_u=2.5e-3, ghia_v=5.2e-3, met=True, stretch_met=False,
+             note="closer to Ghia by being less accurate: a k = 3 run at load 5-6 (36 steps) was 3.0e-3 / 2.4e-3 "
+                  "from the FD reference; Kovasznay with k = 3 misses its 1e-5 target (6e-5 / 3e-4 / 2e-4)"),
     ],
     "lm_step_ratio": [
         dict(box="the same idle Xeon, 1 thread", system_s=0.208, scalar_s=0.045, ratio=4.6,
@@ -80,6 +92,22 @@ MEASURED = {
                   "0.90x of the previous step (ratio 4.19 before, same process)"),
     ],
 }
+
+
+def cavity_fd_deviation(predict, cavity, n=128):
+    """(du, dv): largest deviation of ``predict`` from the finite-difference reference of
+    the stated cavity (``kanpinn.references.cavity``, (n + 1)² grid) at Ghia's interior
+    table points. The reference's own error is ~7e-4 at n = 128."""
+    import numpy as np
+
+    from ..references.cavity import solve_cavity
+    iu = (cavity["GHIA_Y"] > 0) & (cavity["GHIA_Y"] < 1)
+    iv = (cavity["GHIA_X"] > 0) & (cavity["GHIA_X"] < 1)
+    y, x = cavity["GHIA_Y"][iu], cavity["GHIA_X"][iv]
+    ref_u, ref_v = solve_cavity(n, lid=lambda s: cavity["lid"](s[:, None])[:, 0]).centrelines(y, x)
+    pu = np.asarray(predict(np.stack([np.full_like(y, 0.5), y], 1)))[:, 0]
+    pv = np.asarray(predict(np.stack([x, np.full_like(x, 0.5)], 1)))[:, 1]
+    return float(np.abs(pu - ref_u).max()), float(np.abs(pv - ref_v).max())
 
 
 def kovasznay_errors(result, problem):
@@ -177,11 +205,14 @@ def run_systems(quick=False, max_time=180.0, log=print, device=None):
                     grids=s["grids"], steps=s["steps"], n_interior=s["n_interior"], n_boundary=s["n_boundary"],
                     **common)
         du, dv = cav["centreline_deviation"](res.predict)
-        rows.append(_row("Cavity Re = 100: max |deviation| from Ghia, u / v",
+        fu, fv = cavity_fd_deviation(res.predict, cav, n=32 if quick else 128)
+        rows.append(_row("Cavity Re = 100: max |deviation| from Ghia, u / v (from the FD reference)",
                          f"KAN {s['widths']} k={s['k']}, grids {s['grids']} x {s['steps']} LM steps, "
                          f"{s['n_interior']}/{s['n_boundary']} points",
-                         f"{float(np.abs(du).max()):.2e} / {float(np.abs(dv).max()):.2e}",
-                         "<= 1e-2 (stretch 5e-3)", res.metrics.get("wall_time")))
+                         f"{float(np.abs(du).max()):.2e} / {float(np.abs(dv).max()):.2e} "
+                         f"({fu:.2e} / {fv:.2e})",
+                         "<= 1e-2 (stretch 5e-3); a converged solution is ~9.5e-3 from Ghia's v",
+                         res.metrics.get("wall_time")))
     except Exception as err:            # noqa: BLE001
         rows.append(_row("Cavity Re = 100 against Ghia", "", "", "<= 1e-2 (stretch 5e-3)",
                          error=f"{type(err).__name__}: {err}"))

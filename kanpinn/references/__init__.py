@@ -5,7 +5,10 @@ problems whose exact solution has no elementary closed form.
   Gauss-Hermite quadrature (any (x, t), numpy or torch, differentiable by autograd);
 - :mod:`.allen_cahn`: Allen-Cahn on a periodic interval by a Fourier pseudo-spectral
   method in space and ETDRK4 in time (Kassam & Trefethen 2005), evaluated anywhere by
-  the trigonometric interpolant in x and an integrating-factor Hermite interpolant in t.
+  the trigonometric interpolant in x and an integrating-factor Hermite interpolant in t;
+- :mod:`.cavity`: the steady lid-driven cavity by finite differences (stream function and
+  vorticity), for the problem file's regularised lid, which Ghia et al.'s tables do not
+  solve exactly (needs scipy; imported from the module, not here).
 
 These modules hold numerical methods only: no model, no training. They evaluate on
 numpy arrays and on torch tensors alike (the latter so that a problem's ``exact`` can be
