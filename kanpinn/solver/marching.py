@@ -113,6 +113,10 @@ def solve_windows(problem, model, options, edges, choices):
         from .auto import DEFAULT_MAX_TIME
         total = DEFAULT_MAX_TIME
     n = len(edges) - 1
+    from .distributed import is_main_process
+    if options.get("progress", True) and is_main_process():
+        why = ((choices or {}).get("methods") or {}).get("time_marching", {}).get("why", "windows set by the user")
+        print(f"kanpinn time-marching: {n} windows, edges {[round(e, 6) for e in edges]} ({why})")
     notes, models, results, floored = [], [], [], []
     start = time.perf_counter()
     prev = None
