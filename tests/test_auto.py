@@ -182,3 +182,28 @@ def test_restart_leaves_a_mixed_minimum_of_a_multkan():
     assert res.options["restarts"] == 2 and res.options["starts"] == 4      # the solve's own options
     drop, stalled = refinement_stalled(res.metrics["stage_losses"], [8, 16])
     assert not stalled and drop > 8
+
+
+def test_restarts_stop_when_a_new_start_stalls_at_the_same_loss():
+    # u = sin(πx)sin(πy) + sin(2πx)sin(2πy) is two products: one multiplication node cannot
+    # hold it (rel. L2 ~0.9 from every start), so a restart round that stalls at the same
+    # loss ends the rounds instead of trying the second one
+    def exact(x):
+        return torch.sin(pi * x[:, 0:1]) * torch.sin(pi * x[:, 1:2]) + \
+            torch.sin(2 * pi * x[:, 0:1]) * torch.sin(2 * pi * x[:, 1:2])
+
+    def lap(x):
+        return -2 * pi ** 2 * torch.sin(pi * x[:, 0:1]) * torch.sin(pi * x[:, 1:2]) - \
+            8 * pi ** 2 * torch.sin(2 * pi * x[:, 0:1]) * torch.sin(2 * pi * x[:, 1:2])
+
+    prob = kp.Problem(kp.Rectangle([-1, -1], [1, 1]), lambda x, u: kp.laplacian(u, x) - lap(x),
+                      [kp.Dirichlet(exact)], exact=exact)
+    res = kp.solve(prob, kp.KAN([2, [0, 1], 1], seed=1), n_interior=300, n_boundary=60, grids=[6, 12], steps=20,
+                   starts=3, start_steps=10, restarts=2, progress=False, seed=1)
+    notes = res.metrics["notes"]
+    assert res.metrics["l2_relative"] > 0.5
+    assert any(n.startswith("restart 1:") for n in notes) and not any(n.startswith("restart 2:") for n in notes)
+    assert any(n.startswith("restarts stopped") for n in notes)
+    note = next(n for n in notes if n.startswith("restart 1:"))
+    first, second = (float(v) for v in note.split("final loss ")[1].split(" -> "))
+    assert first < second and res.metrics["loss"] == pytest.approx(first, rel=1e-3)   # the lower one kept
