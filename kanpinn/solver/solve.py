@@ -173,6 +173,9 @@ def solve(problem, model=None, **options):
     ``checkpoint`` (path; resumes when it exists), ``progress``, ``weights`` (term ->
     weight), ``max_time`` (s), ``target`` (stop at this L2 error), ``starts`` (random
     initialisations tried for ``start_steps`` steps on the first grid; the best is kept),
+    ``restarts`` (with ``starts`` > 1: rounds of new starts while the loss stops falling at
+    the last grid refinement, ``refinement_stalled``; the lowest final loss is kept; auto
+    mode gives MultKANs 2; ``metrics["stage_losses"]`` holds the loss at each grid's end),
     ``adaptive_weights`` (True or {"every": k, "alpha": a}: learning-rate annealing of the
     condition weights, Wang et al. 2021), ``hooks`` (objects called around each step, see
     ``kanpinn.solver.hooks``), ``windows`` (time-marching: n time windows, or their edges,
