@@ -219,15 +219,13 @@ MEASURED = {
         "allen_cahn_1d": dict(formula=None, verified=False, residual=6.7e-2, seconds=186.8, met=None,
                               note="not elementary: max_time 240, nothing verified, formula None"),
     },
-    # symbolify after kp.solve(problem, kp.KAN([2, [0, 1], 1], seed=s), grids=[5, 10, 20],
-    # steps=100, seed=s) with every other option at the solver's default (k=3, 16 starts),
-    # 2026-11-30, load average 3.5-6.5 (before: 0/8 heat at 4ee0324, one start)
     "symbolify_default_multkan": {
-        "heat_1d": dict(hits=9, seeds=10, note="solve seed = model seed 0-9, 16 starts (auto), "
-                        "symbolify's PDE-judged clean-up of leftover terms (docs/closed_forms.md); "
-                        "0/10 on the same networks before it; the miss is a failed solve (rel. L2 7.3e-3)"),
-        "poisson_2d_product": dict(hits=0, seeds=5, note="the k=3 solve stalls (rel. L2 0.14-0.19 "
-                                   "on seeds 0-4); with KAN(k=5) the default solve recovers it "
-                                   "(docs/closed_forms.md)"),
+        # kp.solve(problem, kp.KAN([2, [0, 1], 1], seed=s), seed=s) with no other option, then
+        # kp.symbolify; session 6, 1 thread, load 3.3-6.6 (docs/closed_forms.md)
+        "heat_1d": dict(hits=10, seeds=10, note="16 starts and up to 2 restart rounds (auto); "
+                        "rel. L2 6.9e-6..1.3e-5; seed 8 recovered by one restart round (9/10 before)"),
+        "poisson_2d_product": dict(hits=10, seeds=10, note="grids 10/20/40 (MultKAN k < 5), 16 starts, "
+                                   "restart rounds; rel. L2 2.2e-4..4.0e-4; seeds 3, 7, 9 restarted "
+                                   "(8/10 before: seeds 3, 9 stalled at 0.10)"),
     },
 }
