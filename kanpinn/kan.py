@@ -13,11 +13,20 @@ from torch import nn
 
 from . import jet as jets
 from .errors import KanpinnError, check_model_input
-from .bases import BASES
+from .bases import BASES, make_basis
 from .kan_layer import KANLayer
 from .options import check_kan_arguments
 
 __all__ = ["KAN", "parse_widths"]
+
+# Hidden grids at initialisation (KAN._contain_hidden_inputs): the inputs a hidden layer
+# sees are probed at these many Sobol points over the first layer's box (plus its corners
+# in up to this many dimensions), and a grid that does not hold them is widened to their
+# range plus this fraction of their spread on each side (room for the points the probe
+# misses, e.g. the corners in high dimension)
+_PROBE_POINTS = 1024
+_PROBE_CORNER_DIMS = 10
+_PROBE_MARGIN = 0.1
 
 
 def parse_widths(widths):
@@ -38,6 +47,39 @@ def parse_widths(widths):
     if out[0][1]:
         raise KanpinnError("the input layer cannot hold multiplication nodes")
     return out
+
+
+def _probe_points(lo, hi):
+    """(n, d) deterministic points spread over the box [lo, hi]: a Sobol sequence, and the
+    box's corners when there are few (the extremes of a layer's separable sums)."""
+    d = lo.shape[0]
+    u = torch.quasirandom.SobolEngine(d, scramble=False).draw(_PROBE_POINTS, dtype=torch.float64)
+    if d <= _PROBE_CORNER_DIMS:
+        corners = ((torch.arange(2 ** d)[:, None] >> torch.arange(d)) & 1).to(torch.float64)
+        u = torch.cat([u, corners])
+    u = u.to(device=lo.device, dtype=lo.dtype)
+    return lo + (hi - lo) * u
+
+
+def _widen_to_hold(layer, x):
+    """Give ``layer`` a uniform grid over its old range and the range of x (N, in) with a
+    margin, in the columns where x with that margin leaves the grid (a probe that comes
+    close to an end may miss points beyond it); the coefficients are kept."""
+    basis = layer.basis
+    margin = _PROBE_MARGIN * (x.max(0).values - x.min(0).values)
+    x_lo, x_hi = x.min(0).values - margin, x.max(0).values + margin
+    out = (x_lo < basis.lo) | (x_hi > basis.hi)
+    if not bool(out.any()):
+        return
+    lo = torch.where(out, torch.minimum(basis.lo, x_lo), basis.lo)
+    hi = torch.where(out, torch.maximum(basis.hi, x_hi), basis.hi)
+    # eps = 1: the uniform grid on the corners' range (set_input_range places it the same way)
+    new = basis.adapted(torch.stack([lo, hi]), 1.0).to(layer.coef.device)
+    if "knots" in new.state_dict():
+        # the columns that stay keep their knots bit for bit, not a rounding-level rebuild
+        # (loading rebuilds the basis' tables)
+        new.load_state_dict({"knots": torch.where(out[:, None], new.knots, basis.knots)})
+    layer.basis = new
 
 
 class KAN(nn.Module):
@@ -79,13 +121,45 @@ class KAN(nn.Module):
                                    grid_range=grid_range, noise_scale=noise_scale,
                                    dtype=dtype, generator=gen))
         self.layers = nn.ModuleList(layers)
+        self.grid_range = tuple(grid_range)
+        self._contain_hidden_inputs()
 
     def reset_parameters(self, seed=None):
-        """Re-draw every layer's initialisation (grids are kept)."""
+        """Re-draw every layer's initialisation. The first layer's grid (the domain, see
+        ``set_input_range``) is kept; the hidden layers' grids go back to the constructor's
+        uniform grids and are placed again for the new draw, so the model is a function of
+        the seed alone: ``KAN(w, seed=s)`` and ``KAN(w).reset_parameters(seed=s)`` are equal."""
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-        for layer in self.layers:
+        for li, layer in enumerate(self.layers):
             layer.reset_parameters(gen)
+            if li:
+                b = layer.basis
+                layer.basis = make_basis(self.basis_kind, layer.in_dim, b.grid, self.k, self.grid_range,
+                                         layer.coef.dtype).to(layer.coef.device)
+        self._contain_hidden_inputs()
         return self
+
+    @torch.no_grad()
+    def _contain_hidden_inputs(self):
+        """Widen each hidden layer's grid, column by column, where the inputs it takes for
+        inputs spread over the first layer's grid, with a margin, leave it.
+
+        Why: outside its grid a B-spline edge continues its end polynomial, which with random
+        coefficients grows like (distance / interval width)^k; the He-scaled base weights
+        let a hidden layer's inputs (sums of the previous edges) reach 2-3x the grid range,
+        so a fine grid amplifies them (KAN([2, 32, 32, 1], grid=20) gave outputs of 1e8) and
+        the next layer again. Widening (a new uniform grid, the same coefficients: the edge
+        is stretched, not extrapolated) keeps the draw's statistics; a column whose inputs
+        stay inside with the margin keeps its grid bit for bit, so models that were fine
+        start as before. Scaling the weights down instead would shrink every activation
+        with depth. The probe is deterministic (Sobol points, no random numbers), so the
+        grids are a function of the draw."""
+        first = self.layers[0]
+        x = _probe_points(first.basis.lo, first.basis.hi)
+        for li, layer in enumerate(self.layers):
+            if li:
+                _widen_to_hold(layer, x)
+            x = self._mult(li, layer(x))
 
     # ------------------------------------------------------------------ structure
     @property
@@ -221,6 +295,9 @@ class KAN(nn.Module):
                 size = float(torch.maximum(lo.abs(), hi.abs()).max())
                 if size > 1.0:
                     layer.scale_base.mul_(1.0 / size)
+                # SiLU is not affine-invariant: the hidden inputs move a little (up to
+                # max|silu(x)/size| / max|silu| on [-1, 1] = 1.37x of the base part)
+                self._contain_hidden_inputs()
         return self
 
     # ------------------------------------------------------------------ sparsity

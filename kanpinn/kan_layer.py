@@ -32,9 +32,12 @@ class KANLayer(nn.Module):
 
     Initialisation (chosen so deep KANs train): w_b ~ N(0, 2/in) keeps the SiLU path's
     output variance near its input's, as He initialisation does for ReLU-like units, so
-    activations neither vanish nor explode with depth and stay inside the grids;
-    w_s = 1/sqrt(in) and c ~ N(0, noise²) start each spline as a small random function
-    that the base path dominates, so gradients reach every coefficient from the start.
+    activations neither vanish nor explode with depth; w_s = 1/sqrt(in) and
+    c ~ N(0, noise²) start each spline as a small random function that the base path
+    dominates, so gradients reach every coefficient from the start. The sums still reach
+    2-3x a [-1, 1] grid (the extremes of a sum of in edges), so ``KAN`` widens the hidden
+    layers' grids to hold them (``KAN._contain_hidden_inputs``): a layer alone keeps
+    ``grid_range``.
     """
 
     def __init__(self, in_dim, out_dim, grid=5, k=3, basis="bspline", grid_range=(-1.0, 1.0),
