@@ -156,25 +156,9 @@ class TimeWindows(nn.Module):
             raise KanpinnError(f"TimeWindows: expected input of shape (N, {self.width_in}), "
                                f"got {tuple(getattr(x, 'shape', ()))}")
 
-    def forward(self, x):
-        """Each point evaluated by its window's model (differentiable in x by autograd)."""
-        self._check(x)
-        idx = self.window_of(x[:, self.t_col])
-        out = None
-        for k, m in enumerate(self.windows):
-            rows = torch.nonzero(idx == k).squeeze(1)
-            if rows.numel() == 0:
-                continue
-            uk = values(m)(x[rows])
-            if out is None:
-                out = uk.new_zeros(x.shape[0], uk.shape[1])
-            out = out.index_copy(0, rows, uk)
-        return out
-
-    forward_values = forward
-
-    def forward_jet(self, x, order=2):
-        """Value, gradient and Hessian diagonal, each window's own jet at its points."""
+    def _route(self, x, evaluate):
+        """``evaluate(model, x_rows)`` -> tuple of (rows, ...) tensors (or None) for each
+        window's points, assembled in x's row order."""
         self._check(x)
         idx = self.window_of(x[:, self.t_col])
         parts = None
@@ -182,11 +166,23 @@ class TimeWindows(nn.Module):
             rows = torch.nonzero(idx == k).squeeze(1)
             if rows.numel() == 0:
                 continue
-            jet = m.forward_jet(x[rows], order)
+            got = evaluate(m, x[rows])
             if parts is None:
-                parts = [None if j is None else j.new_zeros((x.shape[0],) + tuple(j.shape[1:])) for j in jet]
-            parts = [None if p is None else p.index_copy(0, rows, j) for p, j in zip(parts, jet)]
+                parts = [None if j is None else j.new_zeros((x.shape[0],) + tuple(j.shape[1:])) for j in got]
+            parts = [None if p is None else p.index_copy(0, rows, j) for p, j in zip(parts, got)]
+        if parts is None:                   # no points at all: the first window's empty output
+            return tuple(evaluate(self.windows[0], x))
         return tuple(parts)
+
+    def forward(self, x):
+        """Each point evaluated by its window's model (differentiable in x by autograd)."""
+        return self._route(x, lambda m, xr: (values(m)(xr),))[0]
+
+    forward_values = forward
+
+    def forward_jet(self, x, order=2):
+        """Value, gradient and Hessian diagonal, each window's own jet at its points."""
+        return self._route(x, lambda m, xr: m.forward_jet(xr, order))
 
     # ------------------------------------------------------------------ links
     def relink(self):
