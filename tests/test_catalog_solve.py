@@ -14,7 +14,7 @@ BUDGETS = {
     "poisson_1d": ([1, 3, 1], [5, 10], 20, 100, 2, 5e-5),
     "poisson_2d": ([2, 5, 1], [5, 10], 15, 400, 80, 5e-3),
     "poisson_2d_paper": ([2, 5, 1], [5, 10], 15, 400, 80, 2e-2),
-    # width 8: at width 6 the result hangs on the draw (seeds 0-5: 0.07-0.69, or 0.07-0.45
+    # width 8: at width 6 the result hangs on the draw (seeds 0-5: 0.07-0.69, or 0.07-0.32
     # with hidden grids placed at initialisation); at 8, 0.03-0.08 either way, same cost
     "helmholtz_2d": ([2, 8, 1], [5, 10], 20, 800, 160, 1.5e-1),
     "heat_1d": ([2, 5, 1], [5, 10], 15, 400, 80, 2e-3),
