@@ -41,13 +41,13 @@ def _offsets(params):
     return offsets, o
 
 
-def layer_jacobian(block: torch.Tensor, records, params, retain_graph=True, out=None):
+def layer_jacobian(block: torch.Tensor, records, params, retain_graph=True):
     """Jacobian (M, P) of ``block`` (M,) w.r.t. ``params`` (list of tensors, P numbers in
-    all), from the layer ``records`` made while computing it. ``out``: a zeroed (M, ≥P)
-    tensor to fill (its first P columns) instead of a new one."""
+    all), from the layer ``records`` made while computing it (one block, one rule call per
+    record: the reference that ``stacked_jacobian`` is tested against)."""
     m = block.shape[0]
     offsets, o = _offsets(params)
-    J = block.new_zeros(m, o) if out is None else out
+    J = block.new_zeros(m, o)
     for rec, deltas in zip(records, layer_deltas(block, records, retain_graph)):
         if deltas is None:
             continue
@@ -60,7 +60,6 @@ def layer_jacobian(block: torch.Tensor, records, params, retain_graph=True, out=
                     a, b = offsets[p]
                     J[:, a:b] += g.reshape(m, -1)
     return J
-
 
 
 def stacked_jacobian(blocks, records, params, extra_columns=0):

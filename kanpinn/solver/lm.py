@@ -1,6 +1,6 @@
 """Levenberg-Marquardt on the PINN residual vector, with the structured Jacobian.
 
-Each iteration forms J (M x P) from one backward pass (``jacobian.layer_jacobian``),
+Each iteration forms J (M x P) from one backward pass per residual block (``jacobian.stacked_jacobian``),
 solves (JᵀJ + λ·diag(JᵀJ)) δ = -Jᵀr in float64 by Cholesky, and accepts the step when
 the loss falls, updating λ by Nielsen's rule from the ratio of actual to predicted
 decrease. Small PINNs (hundreds to a few thousand parameters) converge in far fewer

@@ -37,7 +37,7 @@ import torch
 
 from ..errors import KanpinnError
 from .alternatives import edge_alternatives
-from .distill_search import CandidateRow, _has_products, distill_phase, distill_structures
+from .distill_search import CandidateRow, _has_products, attempt, distill_phase, distill_structures
 from .polish import n_ops, polish
 from .verify import DEFAULT_TOL, Verification, verify
 
@@ -321,8 +321,7 @@ def discover(problem, *, structures=None, max_time: float | None = 600.0, tol: f
             rows.append(CandidateRow(name, widths, why="not tried: max_time spent"))
             continue
         row = CandidateRow(name, widths)
-        t0 = time.perf_counter()
-        try:
+        with attempt(row, refused="solve refused", skip=_Screened):
             model = system_model(widths, m, k=k, seed=seed, grid_eps=0.02)
             opts = dict(_SOLVE_DEFAULTS, seed=seed)
             if _has_products(widths) or len(widths) > 2:
@@ -354,13 +353,6 @@ def discover(problem, *, structures=None, max_time: float | None = 600.0, tol: f
                 row.why = f"residual {ver.residual:.1e} > tol {tol:.0e}"
                 if ver.error:
                     row.why = f"formula not evaluable: {ver.error}"
-        except _Screened:
-            pass
-        except KanpinnError as exc:
-            row.why = f"solve refused: {exc}"
-        except Exception as exc:  # noqa: BLE001 - one failing structure must not end the search
-            row.why = f"failed: {type(exc).__name__}: {exc}"
-        row.seconds = time.perf_counter() - t0
         rows.append(row)
         if log is not None:
             log(f"{name} {widths}: {row.formula}  residual {row.residual:.2e}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from ..errors import KanpinnError
 from .polish import n_ops, polish
 
-__all__ = ["CandidateRow", "distill_structures", "distill_phase"]
+__all__ = ["CandidateRow", "attempt", "distill_structures", "distill_phase"]
 
 
 @dataclass
@@ -78,6 +79,24 @@ _OUTPUT_FIT = 1e-3   # a system's output keeps the first structure read within t
 
 def _left(deadline):
     return None if deadline is None else deadline - time.perf_counter()
+
+
+@contextmanager
+def attempt(row, refused="refused", skip=()):
+    """Try one candidate: its seconds go into ``row`` and an error into ``row.why`` (a
+    KanpinnError as ``refused: ...``, anything else as ``failed: ...``; the ``skip``
+    exceptions just end it), so one failing structure never ends the search."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    except skip:
+        pass
+    except KanpinnError as exc:
+        row.why = f"{refused}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one failing structure must not end the search
+        row.why = f"failed: {type(exc).__name__}: {exc}"
+    finally:
+        row.seconds = time.perf_counter() - t0
 
 
 def _note(log, row):
@@ -205,8 +224,8 @@ def distill_phase(problem, teacher_result, rows, o):
             if left is not None and left <= 0:
                 rows.append(CandidateRow(label, widths, why="not tried: max_time spent"))
                 continue
-            row, t0 = CandidateRow(label, widths), time.perf_counter()
-            try:
+            row = CandidateRow(label, widths)
+            with attempt(row):
                 expr, misfit = _read_fit(reg, widths, o, comp, model_t, problem.domain)
                 row.formula, row.n_ops = expr, n_ops(expr)
                 if m == 1:
@@ -219,11 +238,6 @@ def distill_phase(problem, teacher_result, rows, o):
                     row.why = f"output {j}: teacher misfit {misfit:.1e}"
                     if chosen is None or misfit < chosen[0]:
                         chosen = (misfit, expr)
-            except KanpinnError as exc:
-                row.why = f"refused: {exc}"
-            except Exception as exc:  # noqa: BLE001 - one failing structure must not end the search
-                row.why = f"failed: {type(exc).__name__}: {exc}"
-            row.seconds = time.perf_counter() - t0
             rows.append(row)
             _note(o["log"], row)
             if (m == 1 and best is not None and o["stop_early"]) or \
