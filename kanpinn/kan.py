@@ -190,7 +190,7 @@ class KAN(nn.Module):
     def config(self) -> dict:
         return {"type": "KAN", "widths": [[s, m] if m else s for s, m in self.widths],
                 "grid": [layer.basis.grid for layer in self.layers], "k": self.k,
-                "basis": self.basis_kind, "grid_eps": self.grid_eps,
+                "basis": self.basis_kind, "grid_eps": self.grid_eps, "grid_range": list(self.grid_range),
                 "symbolic": [{key: {"name": e.name, "expr": str(e.f_expr)} for key, e in layer.symbolic.items()}
                              for layer in self.layers]}
 
@@ -231,6 +231,8 @@ class KAN(nn.Module):
     def forward_values(self, x):
         """The output without derivatives: (N, widths[0]) -> (N, width_out)."""
         self._check_input(x)
+        if x.shape[0] == 0:
+            return self._empty(x)
         y = jets.strip(x)
         for li, layer in enumerate(self.layers):
             y = self._mult(li, layer(y))
@@ -239,12 +241,22 @@ class KAN(nn.Module):
     def forward_jet(self, x, order=2):
         """Value, gradient (N, m, d) and Hessian diagonal (N, m, d) w.r.t. x."""
         self._check_input(x)
+        if x.shape[0] == 0:
+            d = x.shape[1]
+            return self._empty(x), x.new_zeros(0, self.width_out, d), (None if order < 2 else x.new_zeros(0, self.width_out, d))
         g, h = jets.identity_jet(x, order)
         y = x
         for li, layer in enumerate(self.layers):
             y, g, h = layer.forward_jet(y, g, h, identity_input=(li == 0))
             y, g, h = self._mult_jet(li, y, g, h)
         return y, g, h
+
+    def _empty(self, x):
+        """The (0, width_out) output of an empty batch, still attached to x and to the
+        parameters (a loss summed over it is a differentiable 0). The layers' reshapes
+        cannot infer their sizes from zero rows, so an empty batch never reaches them."""
+        anchor = sum(p.reshape(-1)[:1].sum() for p in self.parameters()) * 0
+        return jets.strip(x)[:, :1].expand(0, self.width_out) * 0 + anchor
 
     def layer_inputs(self, x):
         """Inputs of every layer for x: list of (N, in_l) tensors (detached)."""

@@ -169,6 +169,34 @@ def test_input_shape_errors():
         kp.KAN([2, 3, 1], basis="wavelet")
 
 
+@pytest.mark.parametrize("widths", [(2, 4, 1), (2, [3, 1], 2)])
+@pytest.mark.parametrize("grid", [5, 40])
+def test_empty_batch_gives_empty_output_with_derivatives(widths, grid):
+    # an empty batch (a selector that picked no points) is a (0, m) output, differentiable
+    # to a zero loss, not a reshape error deep in the layers
+    model = make_kan(widths, grid=grid)
+    m = model.width_out
+    assert model(torch.zeros(0, 2, dtype=F64)).shape == (0, m)
+    x = torch.zeros(0, 2, dtype=F64, requires_grad=True)
+    u = model(x)
+    assert u.shape == (0, m)
+    assert kp.grad(u[:, :1], x).shape == (0, 2)
+    assert kp.laplacian(u[:, :1], x).shape == (0, 1)
+    loss = (u ** 2).sum() + kp.laplacian(u[:, :1], x).sum()
+    loss.backward()
+    assert float(loss.detach()) == 0.0
+    y, g, h = model.forward_jet(torch.zeros(0, 2, dtype=F64), 2)
+    assert y.shape == (0, m) and g.shape == (0, m, 2) and h.shape == (0, m, 2)
+
+
+def test_config_round_trip_keeps_grid_range():
+    model = kp.KAN([2, 3, 1], grid_range=(-3.0, 5.0), seed=1, dtype=F64)
+    assert model.config()["grid_range"] == [-3.0, 5.0]
+    from kanpinn.models import model_from_config
+    copy_ = model_from_config(model.config(), F64)
+    assert copy_.grid_range == (-3.0, 5.0)
+
+
 # ------------------------------------------------------------------ jets
 
 
