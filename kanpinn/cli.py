@@ -241,7 +241,11 @@ def _cmd_symbolify(args):
     except ImportError:
         return _fail("symbolic recovery is not available in this installation "
                      "(kanpinn.symbolic.symbolify is missing)", 1)
+    from .symbolic.unreadable import readable
     result = load(args.run)
+    if not args.problem and not readable(result.model):
+        return _fail(f"{args.run} holds a {type(result.model).__name__} model, whose solution is read by "
+                     "distillation and verified on the PDE: pass --problem PROBLEM.py", 2)
     if args.problem:
         from .problem_file import load_problem
         result.problem = load_problem(args.problem)     # PDE-aware refinement and polishing

@@ -100,7 +100,16 @@ def symbolify(result_or_model, library=None, variables=None, **options):
 
     Returns a ``sympy.Expr`` in the domain's variable symbols (a column ``sympy.Matrix``
     for a model with several outputs). Options: see :func:`symbolify_report`.
+
+    A Result whose model has no edges to read as the formula (auto mode's exact-constraint
+    wrapper, time windows, an MLP) is read by distillation instead
+    (:mod:`kanpinn.symbolic.unreadable`): small structures fitted to the model's values,
+    returned only once verified on the PDE (options ``seed``, ``max_time``,
+    ``num_threads``, ``log``).
     """
+    from .unreadable import needs_distillation, symbolify_by_distillation
+    if needs_distillation(result_or_model):
+        return symbolify_by_distillation(result_or_model, library, variables, options)
     report = symbolify_report(result_or_model, library=library, variables=variables, **options)
     err = report.errors.get("clean_vs_model", report.errors.get("raw_vs_model", math.nan))
     if not report.all_recovered or not err <= 1e-3:
@@ -268,8 +277,10 @@ def _embedding_exprs(wrapper, symbols):
     lo, hi = getattr(wrapper, "lo", None), getattr(wrapper, "hi", None)
     periodic = getattr(wrapper, "periodic", None)
     if lo is None or hi is None or periodic is None or type(wrapper).__name__ != "Embedded":
-        raise KanpinnError(f"symbolify cannot read a {type(wrapper).__name__} model back as a formula; "
-                           "it reads KANs and KANs behind an input embedding (kanpinn.transforms.Embedded)")
+        raise KanpinnError(f"symbolify_report cannot read a {type(wrapper).__name__} model's edges; it reads "
+                           "KANs and KANs behind an input embedding (kanpinn.transforms.Embedded). "
+                           "kp.symbolify(result) reads such a solution by distillation, as does "
+                           "kp.discover(problem, teacher=result)")
     out = []
     for j, s in enumerate(symbols):
         a, b = sympy.nsimplify(float(lo[j])), sympy.nsimplify(float(hi[j]))
