@@ -90,6 +90,90 @@ def test_slice_hands_over_value_and_time_derivative():
     assert torch.allclose(d, -2 * pi**2 * torch.cos(pi * x[:, 0:1]) * torch.sin(2 * pi * t))
 
 
+class Counting(Known):
+    """Known, counting its evaluations (a cache hit must not evaluate the model)."""
+
+    calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x)
+
+
+def _derivatives(fn, x, orders=3):
+    """fn(x) and its x-derivatives by autograd: gradient, d/dx of u_x (Hessian row),
+    d/dx of that (third derivative)."""
+    xr = x.clone().requires_grad_(True)
+    u = fn(xr)
+    g = torch.autograd.grad(u.sum(), xr, create_graph=True)[0]
+    h = torch.autograd.grad(g[:, 0].sum(), xr, create_graph=True)[0]
+    out = [u, g, h]
+    if orders >= 3:
+        out.append(torch.autograd.grad(h[:, 0].sum(), xr)[0])
+    return out
+
+
+def test_cached_slice_gives_the_hand_derivatives_and_misses_on_new_points_or_parameters():
+    prev = Counting(1.0)
+    sl = SliceOf(prev, 1, 0)
+    x = torch.tensor([[0.2, 0.4], [0.7, 0.4], [-0.3, 0.4]], dtype=DT)
+    X, T = x[:, 0:1], x[:, 1:2]
+    c, s = torch.cos(2 * pi * T), torch.sin(2 * pi * T)
+    want = [1.0 + torch.sin(pi * X) * c,
+            torch.cat([pi * torch.cos(pi * X) * c, -2 * pi * torch.sin(pi * X) * s], 1),
+            torch.cat([-pi**2 * torch.sin(pi * X) * c, -2 * pi**2 * torch.cos(pi * X) * s], 1),
+            torch.cat([-pi**3 * torch.cos(pi * X) * c, 2 * pi**3 * torch.sin(pi * X) * s], 1)]
+    for _ in range(2):               # the first call fills the cache, the second reads it
+        got = _derivatives(sl, x)
+        for a, b in zip(got, want):
+            assert torch.allclose(a, b, atol=1e-12)
+    calls = prev.calls
+    assert torch.allclose(sl(x.clone()), want[0]) and prev.calls == calls          # a hit: no evaluation
+    # new points (a resample) and a changed parameter both miss, and give the new truth
+    y = x.flip(0).clone()
+    assert torch.allclose(sl(y), want[0].flip(0)) and prev.calls == calls + 1
+    with torch.no_grad():
+        prev.a.add_(2.0)
+    assert torch.allclose(sl(x), want[0] + 2.0)
+    # a copy (deepcopy of a window's model) starts empty; cache=0 is the live slice
+    import copy
+    assert copy.deepcopy(sl)._sets == [] and sl._sets
+    assert torch.allclose(SliceOf(prev, 1, 0, cache=0)(x), want[0] + 2.0)
+    with pytest.raises(KanpinnError, match="cache"):
+        SliceOf(prev, 1, 0, cache=-1)
+
+
+def test_cached_slice_of_a_kan_equals_the_live_slice_up_to_third_derivatives():
+    m = kp.KAN([2, 4, 2], grid=5, k=3, seed=0).double()
+    x = torch.rand(40, 2, dtype=DT, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x[:, 1] = 0.3
+    for derivative in (0, 1):
+        for component in (None, 1):
+            live = _derivatives(SliceOf(m, 1, derivative, component, cache=0), x)
+            cached = SliceOf(m, 1, derivative, component)
+            for _ in range(2):
+                for a, b in zip(live, _derivatives(cached, x)):
+                    assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_later_window_reads_the_earlier_ones_from_the_cache():
+    # the lifting of window 3 evaluates window 2, whose lifting evaluates window 1: once
+    # per point set, then from the cache (the fingerprint covers the whole chain)
+    res = _auto_small(heat(), 3, steps=3)
+    w = res.model.windows
+    sl = w[2].lifting.u0
+    assert isinstance(sl, SliceOf) and sl._sets
+    x = torch.rand(30, 2, dtype=DT, generator=torch.Generator().manual_seed(1))
+    x[:, 1] = res.model.edges[2]
+    live = SliceOf(w[1], 1, 0, cache=0)
+    for a, b in zip(_derivatives(live, x, 2), _derivatives(sl, x, 2)):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-13)
+    key = sl.fingerprint()
+    with torch.no_grad():
+        next(w[0].parameters()).mul_(1.0)   # window 1 touched: window 3's slice of window 2 misses
+    assert sl.fingerprint() != key
+
+
 def test_window_problem_takes_its_initial_conditions_from_the_previous_window():
     wave = kp.Problem(kp.SpaceTime(kp.Interval(0.0, 1.0), t=(0.0, 1.0)),
                       lambda x, u: kp.partial(u, x, 1, order=2) - kp.partial(u, x, 0, order=2),
