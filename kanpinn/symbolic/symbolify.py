@@ -110,9 +110,16 @@ def symbolify(result_or_model, library=None, variables=None, **options):
     from .unreadable import needs_distillation, symbolify_by_distillation
     if needs_distillation(result_or_model):
         return symbolify_by_distillation(result_or_model, library, variables, options)
-    report = symbolify_report(result_or_model, library=library, variables=variables, **options)
+    with warnings.catch_warnings(record=True) as edge_warnings:
+        warnings.simplefilter("always")
+        report = symbolify_report(result_or_model, library=library, variables=variables, **options)
     err = report.errors.get("clean_vs_model", report.errors.get("raw_vs_model", math.nan))
-    if not report.all_recovered or not err <= 1e-3:
+    fits = report.all_recovered and err <= 1e-3
+    if (fits and not edge_warnings) or _solves_pde(result_or_model, report):
+        return report.expr          # a formula verified on the PDE needs no caveat about its edges
+    for w in edge_warnings:
+        warnings.warn(w.message, w.category, stacklevel=2)
+    if not fits:
         # never pass an approximation off as the answer: say what it is
         exact = report.errors.get("clean_vs_exact")
         extra = f", {exact:.2e} from the exact solution" if exact is not None else ""
@@ -121,6 +128,22 @@ def symbolify(result_or_model, library=None, variables=None, **options):
                       "(multiplication nodes, regularize + prune) give exact formulas.",
                       SymbolicWarning, stacklevel=2)
     return report.expr
+
+
+def _solves_pde(result_or_model, report) -> bool:
+    """Whether the formula is verified on the result's PDE itself (residual and conditions
+    of the formula, differentiated exactly). An edge the library explains poorly can still
+    end in an exact formula (a near-constant edge the cleaning drops): the PDE decides,
+    not the edge fits. False when there is no problem to check (or unknown coefficients,
+    whose learned values are the result's)."""
+    problem = getattr(result_or_model, "problem", None) if _is_result(result_or_model) else None
+    if problem is None or problem.parameters:
+        return False
+    from .verify import verify
+    try:
+        return bool(verify(report.expr, problem, variables=report.symbols).verified)
+    except Exception:  # noqa: BLE001 - a formula verify cannot evaluate is not verified
+        return False
 
 
 class SymbolicWarning(UserWarning):
