@@ -487,12 +487,17 @@ def edge_param_grads(basis, x, g, h, identity, deltas):
             A.append(torch.bmm(g * g, Ghy.transpose(1, 2)) if Ghy is not None else None)
     while A and A[-1] is None:
         A.pop()
-    zero = x.new_zeros(()).expand(n, I, O)
-    A = torch.stack([a if a is not None else zero for a in A], 2)      # (N, I, R, O)
-    R = A.shape[2]
+    R = len(A)
     first, vals = basis.evaluate(x, R - 1)
-    V = torch.stack(list(vals[:R]), 3)                                  # (N, I, w, R)
-    Gc = torch.matmul(V, A)                                             # (N, I, w, O)
-    S = torch.stack(silu_derivatives(x, R - 1)[:R], 2)                  # (N, I, R)
-    Gb = (S[..., None] * A).sum(2)
+    sil = silu_derivatives(x, R - 1)
+    # Σ_r as broadcast products over the few r (at most 3), skipping absent signals: a
+    # batched matrix product of N·I tiny (w, R) @ (R, O) matrices ran several times slower
+    # (cavity, [2,12,3]: ~7 ms of the rules' ~60 ms)
+    Gc = Gb = None
+    for r, a in enumerate(A):
+        if a is None:
+            continue
+        a4 = a[:, :, None, :]
+        Gc = vals[r][..., None] * a4 if Gc is None else Gc.addcmul_(vals[r][..., None], a4)
+        Gb = sil[r][..., None] * a if Gb is None else Gb.addcmul_(sil[r][..., None], a)
     return first, Gc, Gb

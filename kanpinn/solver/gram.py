@@ -1,4 +1,5 @@
-"""The Gauss-Newton matrix JᵀJ, computed once per symmetric pair of column blocks.
+"""The Gauss-Newton matrix JᵀJ: each symmetric pair of column blocks once, and, for a
+stack of residual blocks, only the products that are not identically zero.
 
 JᵀJ is symmetric, but ``J.T @ J`` is one general matrix product: it computes both
 triangles, M·P² multiply-adds. Splitting the P columns into b blocks and computing only
@@ -6,21 +7,65 @@ the block row A[i, i:] = J_iᵀ J[:, i:] (then mirroring it) costs M·P²·(b + 
 half, in b products that are still large enough for BLAS to run at full speed. For LM on
 a KAN system this product is most of a step (Kovasznay, [2,20,3] k=5 G=20: 6801 × 2700,
 about half of the step's time, measured in docs/navier_stokes.md).
+
+A system's J is also sparse by blocks (``gram(J, rows)``, the row range of each residual
+block): a residual block does not read every output, so the last layer's columns of the
+outputs it does not read are exactly zero on its rows (the cavity's continuity equation
+never touches p's edges, a wall condition on u touches only u's edges), and a B-spline
+basis function that no point of the problem reaches (the cavity's first layer, inputs in
+[0, 1] on a grid over [-1, 1]) is a zero column on every row. The columns are grouped by
+the set of blocks they are non-zero on; the product of two groups runs only over the rows
+of the blocks they share, and zero columns are left out. The groups are read from J's
+exact zeros at every call, so nothing is assumed about which residual reads which output
+and the result is JᵀJ up to the order of the sums.
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["gram"]
+__all__ = ["gram", "gram_live", "structured_flops"]
 
 # below this many columns one product is as fast as the blocks (BLAS overheads)
 _MIN_COLUMNS = 768
 # columns per block: large enough for full-speed products
 _BLOCK = 384
+# a residual block of fewer rows (a pinned value, a few data points) is counted as
+# touching every live column: its own column set would split the groups for no saving
+_SMALL_BLOCK = 64
+# a group of fewer columns joins the group of all blocks (tiny products run slowly)
+_MIN_GROUP = 32
+# the grouped product must save at least this fraction of the dense one's work to pay
+# for gathering the columns (one copy of J)
+_MIN_SAVING = 0.15
 
 
-def gram(J: torch.Tensor) -> torch.Tensor:
-    """JᵀJ (P, P) of J (M, P), exactly symmetric."""
+def gram(J: torch.Tensor, rows=None) -> torch.Tensor:
+    """JᵀJ (P, P) of J (M, P), exactly symmetric. ``rows``: optional (start, stop) of each
+    residual block, in order and covering J's rows: products between column groups then
+    run only over the blocks where both are non-zero."""
+    A, order = gram_live(J, rows)
+    if order is None:
+        return A
+    p = J.shape[1]
+    full = J.new_zeros(p, p)
+    full[order[:, None], order[None, :]] = A
+    return full
+
+
+def gram_live(J: torch.Tensor, rows=None, work=None):
+    """(A, order): with ``order`` None, A = JᵀJ (P, P); else ``order`` lists J's columns
+    that are not identically zero, grouped, and A = JᵀJ restricted to them in that order
+    (JᵀJ is zero in every other row and column). LM solves in these columns: a zero
+    column of J has a zero gradient and a zero row of JᵀJ, so its step is exactly 0.
+    ``work``: a dict the caller keeps between calls, for the gathered columns' memory."""
+    if rows is not None and len(rows) > 0 and J.device.type == "cpu":
+        plan = _plan(J, rows)
+        if plan is not None:
+            return _grouped(J, *plan, work=work), plan[0]
+    return _dense(J), None
+
+
+def _dense(J):
     m, p = J.shape
     if p < _MIN_COLUMNS or J.device.type != "cpu":
         # GPU: one product is fast and the blocks' launches would cost more than they save
@@ -34,3 +79,126 @@ def gram(J: torch.Tensor) -> torch.Tensor:
         A[a:c, a:] = row
         A[c:, a:c] = row[:, c - a:].T
     return A
+
+
+def _dense_flops(m, p):
+    if p < _MIN_COLUMNS:
+        return m * p * p
+    b = max(2, p // _BLOCK)
+    return m * p * p * (b + 1) / (2 * b)
+
+
+def _nonzero_columns(Jb):
+    """Which columns of Jb hold a non-zero (or a NaN: it must reach the solve). Each
+    column's largest entry (``any`` first converts J to bool: ~4x slower), then the
+    smallest only where the largest is 0 (memory bandwidth bounds this: J is the step's
+    largest tensor)."""
+    if Jb.shape[0] == 0:
+        return Jb.new_zeros(Jb.shape[1], dtype=torch.bool)
+    JT = Jb.T if Jb.stride(0) == 1 else Jb.T.contiguous()     # (P, rows), rows contiguous
+    live = JT.amax(1) != 0
+    rest = (~live).nonzero()[:, 0]
+    if rest.numel():
+        live[rest] = JT.index_select(0, rest).amin(1) != 0
+    return live
+
+
+def _ranges(rows, members):
+    """The row ranges of the blocks in ``members`` (sorted block indices), adjacent
+    blocks merged."""
+    out = []
+    for i in members:
+        a, b = rows[i]
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def _plan(J, rows):
+    """(live column order, chunks) for the grouped product, or None when it would not
+    save enough. chunks: [(start, stop) in the gathered columns, set of blocks]."""
+    m, p = J.shape
+    nb = len(rows)
+    if nb > 62:
+        return None
+    masks = torch.stack([_nonzero_columns(J[a:b]) for a, b in rows])    # (blocks, P)
+    live = masks.any(0)
+    small = torch.tensor([b - a < _SMALL_BLOCK for a, b in rows], device=J.device)
+    masks = masks | (small[:, None] & live[None, :])
+    weights = torch.tensor([1 << i for i in range(nb)], dtype=torch.int64, device=J.device)
+    sig = (masks.long() * weights[:, None]).sum(0)
+    full = (1 << nb) - 1
+    values, counts = torch.unique(sig[live], return_counts=True)
+    small_groups = [int(v) for v, c in zip(values.tolist(), counts.tolist()) if c < _MIN_GROUP and v != full]
+    for v in small_groups:
+        sig[sig == v] = full
+    sig = torch.where(live, sig, torch.zeros_like(sig))
+    groups = sorted({int(v) for v in sig[live].tolist()}, key=lambda v: -bin(v).count("1"))
+    order, chunks, at = [], [], 0
+    for v in groups:
+        cols = (sig == v).nonzero()[:, 0]
+        members = frozenset(i for i in range(nb) if v >> i & 1)
+        n = cols.numel()
+        pieces = max(1, round(n / _BLOCK))
+        edges = [at + round(i * n / pieces) for i in range(pieces + 1)]
+        chunks += [((edges[i], edges[i + 1]), members) for i in range(pieces)]
+        order.append(cols)
+        at += n
+    if _flops(chunks, rows) > (1 - _MIN_SAVING) * _dense_flops(m, p):
+        return None
+    return torch.cat(order) if order else sig.new_zeros(0), chunks, rows
+
+
+def _flops(chunks, rows):
+    flops = 0
+    for i, ((a, b), si) in enumerate(chunks):
+        for (c, d), sj in chunks[i:]:
+            flops += sum(rows[k][1] - rows[k][0] for k in si & sj) * (b - a) * (d - c)
+    return flops
+
+
+def _columns(J, order, work):
+    """J[:, order]; a column-major J (``stacked_jacobian``'s layout) is gathered as rows of
+    Jᵀ, contiguous copies (~4x faster than gathering across a row-major J's rows), into
+    ``work["columns"]`` when it is large enough (a fresh tensor of J's size costs its page
+    faults at every call)."""
+    if not (J.stride(0) == 1 and J.shape[0] > 1):
+        return J.index_select(1, order)
+    n, m = order.numel(), J.shape[0]
+    buf = work.get("columns") if work is not None else None
+    if buf is None or buf.numel() < n * m or buf.dtype != J.dtype or buf.device != J.device:
+        buf = J.new_empty(J.shape[1] * m)
+        if work is not None:
+            work["columns"] = buf
+    out = buf[:n * m].view(n, m)
+    torch.index_select(J.T, 0, order, out=out)
+    return out.T
+
+
+def _grouped(J, order, chunks, rows, work=None):
+    Jg = _columns(J, order, work)                                        # live columns, grouped
+    n = Jg.shape[1]
+    Ag = J.new_empty(n, n)
+    for i, ((a, b), si) in enumerate(chunks):
+        for (c, d), sj in chunks[i:]:
+            block = Ag[a:b, c:d]
+            ranges = _ranges(rows, sorted(si & sj))
+            if not ranges:
+                block.zero_()
+            for k, (r0, r1) in enumerate(ranges):
+                if k == 0:
+                    torch.mm(Jg[r0:r1, a:b].T, Jg[r0:r1, c:d], out=block)
+                else:
+                    block.addmm_(Jg[r0:r1, a:b].T, Jg[r0:r1, c:d])
+            if c != a:
+                Ag[c:d, a:b] = block.T
+    return Ag
+
+
+def structured_flops(J, rows):
+    """(grouped, dense) multiply-adds of ``gram(J, rows)``, for the benchmarks' notes."""
+    plan = _plan(J, rows) if rows else None
+    dense = _dense_flops(*J.shape)
+    return (dense if plan is None else _flops(plan[1], rows)), dense

@@ -62,20 +62,37 @@ def layer_jacobian(block: torch.Tensor, records, params, retain_graph=True):
     return J
 
 
-def stacked_jacobian(blocks, records, params, extra_columns=0):
-    """The Jacobian of all ``blocks`` stacked, (Σ M_b, P + extra_columns), in one zeroed
-    tensor (the ``extra_columns`` are left zero for the caller, e.g. LM's inverse-problem
+def stacked_jacobian(blocks, records, params, extra_columns=0, out=None):
+    """The Jacobian of all ``blocks`` stacked, (Σ M_b, P + extra_columns), in one tensor
+    (the ``extra_columns`` are zero, left for the caller, e.g. LM's inverse-problem
     columns). One backward pass per block gives its signals at the layer outputs; then
     each record's rule runs once for all the blocks that depend on it when the layer
     takes stacked signals (``LayerRecord.stacked``): a system's residual blocks share the
     interior evaluation, so its basis values and small products are formed once, not
-    once per equation (cavity, KAN [2,12,3]: three momentum/continuity blocks)."""
+    once per equation (cavity, KAN [2,12,3]: three momentum/continuity blocks).
+
+    J is stored column-major (a transposed view of a (P, M) tensor): the Gauss-Newton
+    product of a system gathers its non-zero columns (``gram.gram_live``), and a column of
+    a column-major J is one contiguous copy. Each (block, parameter) region is written
+    once by copy (added to when a second evaluation reaches it, e.g. a periodic
+    condition) and only the regions no rule writes are zeroed: J is the largest tensor
+    of an LM step, and zeroing it all first cost as much as a rule's work (cavity,
+    3801 x 900: ~30 ms of a ~450 ms step on the shared box). ``out``: a J of an earlier
+    call to write into when it has the right shape (LM keeps its J from step to step:
+    a fresh J of tens of MB costs its page faults again at every step, measured as much
+    as writing it)."""
     offsets, n_params = _offsets(params)
     starts, r0 = [], 0
     for b in blocks:
         starts.append(r0)
         r0 += b.shape[0]
-    J = blocks[0].new_zeros(r0, n_params + int(extra_columns))
+    shape = (r0, n_params + int(extra_columns))
+    if (out is not None and tuple(out.shape) == shape and out.stride() == (1, r0) and out.dtype == blocks[0].dtype
+            and out.device == blocks[0].device):
+        J = out
+    else:
+        J = blocks[0].new_empty(shape[::-1]).T
+    written = set()
     deltas = [layer_deltas(b, records, retain_graph=i < len(blocks) - 1) for i, b in enumerate(blocks)]
     for ri, rec in enumerate(records):
         users = [i for i in range(len(blocks)) if deltas[i][ri] is not None]
@@ -96,7 +113,18 @@ def stacked_jacobian(blocks, records, params, extra_columns=0):
                     a, b = offsets[p]
                     for k, i in enumerate(group):
                         m = blocks[i].shape[0]
-                        J[starts[i]:starts[i] + m, a:b] += g[k].reshape(m, -1)
+                        region = J[starts[i]:starts[i] + m, a:b]
+                        if (i, id(p)) in written:
+                            region.add_(g[k].reshape(m, -1))
+                        else:
+                            region.copy_(g[k].reshape(m, -1))
+                            written.add((i, id(p)))
+    with torch.no_grad():
+        for i, blk in enumerate(blocks):
+            for p, (a, b) in offsets.items():
+                if (i, id(p)) not in written:
+                    J[starts[i]:starts[i] + blk.shape[0], a:b].zero_()
+        J[:, n_params:].zero_()
     return J
 
 
