@@ -457,6 +457,14 @@ def edge_jet(basis, x, g, h, C, Wb, identity=False):
 
 # --------------------------------------------------------------------------- per-point parameter gradients
 
+def _sum_d(u, G, acc=None):
+    """Σ_d u[n, i, d] G[n, o, d] -> (N, I, O), added to ``acc`` when given."""
+    for d in range(u.shape[2]):
+        term = u[:, :, d, None] * G[:, None, :, d]
+        acc = term if acc is None else acc.add_(term)
+    return acc
+
+
 def edge_param_grads(basis, x, g, h, identity, deltas):
     """Per-point gradients of a KAN layer's edge functions, for the structured Jacobian.
 
@@ -479,12 +487,13 @@ def edge_param_grads(basis, x, g, h, identity, deltas):
             A.append(Ggy.transpose(1, 2) if Ggy is not None else None)
             A.append(Ghy.transpose(1, 2) if Ghy is not None else None)
         else:
-            a1 = torch.bmm(g, Ggy.transpose(1, 2)) if Ggy is not None else None
+            # Σ_d over the few input dimensions as broadcast products (N·I tiny matrix
+            # products ran ~10x slower: cavity [2,12,3], ~9 of the rules' ~60 ms)
+            a1 = _sum_d(g, Ggy) if Ggy is not None else None
             if Ghy is not None and h is not None:
-                t = torch.bmm(h, Ghy.transpose(1, 2))
-                a1 = t if a1 is None else a1 + t
+                a1 = _sum_d(h, Ghy, a1)
             A.append(a1)
-            A.append(torch.bmm(g * g, Ghy.transpose(1, 2)) if Ghy is not None else None)
+            A.append(_sum_d(g * g, Ghy) if Ghy is not None else None)
     while A and A[-1] is None:
         A.pop()
     R = len(A)

@@ -127,10 +127,10 @@ def kovasznay_errors(result, problem):
             "p_up_to_constant": float(np.linalg.norm(d - d.mean()) / np.linalg.norm(p0))}
 
 
-def step_ratio(repeats=5, width=12, grid=10, n_interior=1000, n_boundary=400):
+def step_ratio(repeats=5, width=12, grid=10, n_interior=1000, n_boundary=400, k=3):
     """(system seconds, scalar seconds): median dense LM step of the cavity (3 fields)
-    and of pykan's Poisson problem (1 field), KAN [2, width, m], alternated in this
-    process (whatever thread count torch has)."""
+    and of pykan's Poisson problem (1 field), KAN [2, width, m] of degree k, alternated
+    in this process (whatever thread count torch has)."""
     import torch
 
     from ..kan import KAN
@@ -140,7 +140,7 @@ def step_ratio(repeats=5, width=12, grid=10, n_interior=1000, n_boundary=400):
     cavity = _load("lid_driven_cavity")["problem"]
 
     def stepper(problem, m):
-        model = KAN([2, width, m], grid=grid, k=3, seed=0).double()
+        model = KAN([2, width, m], grid=grid, k=k, seed=0).double()
         col = Collocation(problem, n_interior, n_boundary, "sobol", 0, torch.float64, "cpu")
         return LevenbergMarquardt(PINNLoss(problem, model, col, {}), [p for p in model.parameters() if p.requires_grad])
 
