@@ -236,7 +236,7 @@ def model_from_config(cfg: dict, dtype=None) -> nn.Module:
         from .transforms.windows import TimeWindows
         subs = [model_from_config(sub, dtype) for sub in cfg["windows"]]
         return TimeWindows(subs, c["edges"], c["t_col"]).relink()
-    if c["type"] in ("Embedded", "HardConstraint"):
+    if c["type"] in ("Embedded", "HardConstraint", "Mirror"):
         from .transforms.config import wrapper_from_config
         return wrapper_from_config(cfg, lambda inner: model_from_config(inner, dtype))
     raise KanpinnError(f"model config has unknown type {str(c['type'])[:60]!r}; expected 'KAN' or 'MLP'")

@@ -30,7 +30,11 @@ rule's ``why`` string):
 - unknown coefficients and observations -> first-layer knots that follow the solution's
   variation (``knots.VariationKnots``; inverse Burgers, 180 s: ν off 5.1 % -> 0.017 %);
 - first order in time with a reaction nonlinear in u -> time-marching in 3 windows
-  (``marching``; Allen-Cahn, 180 s, load 3-5: 6.7e-3 -> 2.4e-4).
+  (``marching``; Allen-Cahn, 180 s, load 3-5: 6.7e-3 -> 2.4e-4);
+- first order in time, nonlinear in u through its derivatives only (transport that can
+  steepen into fronts) -> RAD resampling every 5 steps, first-layer knots that follow
+  the solution, and the problem's mirror symmetry made exact where the probe finds one
+  (``fronts``; forward Burgers, 180 s, 1 thread, load ~4: 7.3e-2 -> 8.6e-4).
 """
 from __future__ import annotations
 
@@ -148,7 +152,8 @@ def plan(problem, options: dict):
                                "best on smooth problems; LM trains it in seconds"}
     if info["outputs"] > 1:
         choices["model"]["why_width"] = _SYSTEM_WIDTH_WHY
-    model = _wrap(problem, model, info, choices, periodic)
+    steep = _steepening(problem, info)
+    model = _wrap(problem, model, info, choices, periodic, mirror=steep)
     _set(options, choices, "optimizer", "lm", "Levenberg-Marquardt with the structured Jacobian")
     _set(options, choices, "max_time", DEFAULT_MAX_TIME,
          f"auto mode's default training budget ({DEFAULT_MAX_TIME:g} s); the best state "
@@ -157,6 +162,8 @@ def plan(problem, options: dict):
     _time_methods(problem, info, options, choices)
     _time_marching(problem, info, options, choices)
     _inverse_methods(info, options, choices)
+    if steep:
+        _front_methods(options, choices)
     _stage_budget(options, choices)
     _say_methods(choices)
     return model, options, choices
@@ -238,9 +245,12 @@ def _periodic_columns(problem, info):
     return {info["variables"].index(v): _HARMONICS for v in info["periodic"]}
 
 
-def _wrap(problem, model, info, choices, periodic):
-    """The input embedding and the exact constraints that apply to this problem."""
+def _wrap(problem, model, info, choices, periodic, mirror=False):
+    """The input embedding, the mirror symmetry (``mirror``: looked for) and the exact
+    constraints that apply to this problem."""
     from ..transforms import Embedded, HardConstraint, hard_constraint_for
+    from ..transforms.mirror import Mirror
+    from . import fronts
     lo = [b[0] for b in info["box"]]
     hi = [b[1] for b in info["box"]]
     if periodic or not info["box_is_unit"]:
@@ -253,6 +263,15 @@ def _wrap(problem, model, info, choices, periodic):
             why.append(f"periodic in {info['periodic']}: cos/sin embedding with {_HARMONICS} harmonics makes "
                        "u and every derivative exactly periodic")
         choices["methods"]["embedding"] = {"periodic": {str(k): v for k, v in periodic.items()}, "why": "; ".join(why)}
+    sym = fronts.mirror_for(problem, info) if mirror else None
+    if sym is not None:
+        # inside the constraint: u = g + D·N has the parity of g (D is even on a symmetric box)
+        model = Mirror(model, *sym)
+        choices["methods"]["mirror_symmetry"] = {
+            "variable": info["variables"][sym[0]], "centre": sym[1], "parity": "odd" if sym[2] < 0 else "even",
+            "why": "the problem is invariant under this reflection (residual, box and conditions, probed), so "
+                   "its solution is too: made exact, a front on the mirror line cannot drift off it "
+                   "(forward Burgers, 75 s: with RAD and knots 6.3e-2 -> 3.1e-4)"}
     built = hard_constraint_for(problem) if info["is_box"] else None
     if built is not None:
         factors, lifting, notes = built
@@ -261,6 +280,31 @@ def _wrap(problem, model, info, choices, periodic):
                                                   "why": "u = g + D*N satisfies these conditions exactly: "
                                                          "the optimiser fits only the PDE"}
     return model
+
+
+def _steepening(problem, info):
+    """Whether the problem can steepen into fronts (``fronts.steepening``)."""
+    from .fronts import steepening
+    return steepening(problem, info, reaction=info["time_dependent"] and _nonlinear_reaction(problem, info))
+
+
+def _front_methods(options, choices):
+    """Fronts: RAD resampling and first-layer knots that follow the solution (see
+    ``solver/fronts.py`` for the measurements)."""
+    from .fronts import KNOTS_UNIFORM, RESAMPLE
+    from .knots import VariationKnots
+    _set(options, choices, "resample", dict(RESAMPLE),
+         "a nonlinearity that steepens into fronts: points drawn where the residual is large every 5 steps, "
+         "so the residual cannot hide between fixed points (Burgers, 75 s: dense-grid residual 41 -> 5.6e-5)")
+    hooks = list(options.get("hooks") or ())
+    if any(isinstance(h, VariationKnots) for h in hooks):
+        choices["kept"]["variation_knots"] = "a VariationKnots hook given by the user"
+        return
+    options["hooks"] = [VariationKnots(uniform=KNOTS_UNIFORM)] + hooks
+    choices["methods"]["front_knots"] = {
+        "uniform": KNOTS_UNIFORM,
+        "why": "a nonlinearity that steepens into fronts: from the second grid on, first-layer knots gather "
+               "where the solution varies (forward Burgers, 75 s, with RAD and the mirror: 1.7e-2 -> 3.1e-4)"}
 
 
 def _time_methods(problem, info, options, choices):

@@ -18,6 +18,9 @@ def wrapper_from_config(cfg, build_inner):
         if kind == "Embedded":
             periodic = {int(k): int(v) for k, v in (cfg.get("periodic") or {}).items()}
             return Embedded(inner, cfg["lo"], cfg["hi"], periodic).to(next(inner.parameters()).dtype)
+        if kind == "Mirror":
+            from .mirror import Mirror
+            return Mirror(inner, int(cfg["col"]), float(cfg["centre"]), float(cfg["sign"]))
         factors = [tuple(f) for f in cfg["factors"]]
         return HardConstraint(inner, factors, lifting=None, lifting_spec=cfg.get("lifting") or {})
     except (KeyError, TypeError, ValueError) as e:

@@ -1,0 +1,128 @@
+"""Fronts: the mirror wrapper (exact parity, its jet, LM through it, saving), the probe
+that finds a problem's mirror symmetries, the steepening rule and what auto mode
+switches on for it."""
+import math
+
+import pytest
+import torch
+
+import kanpinn as kp
+from kanpinn.errors import KanpinnError
+from kanpinn.models import model_from_config
+from kanpinn.solver.auto import classify, plan
+from kanpinn.solver.fronts import steepening
+from kanpinn.solver.knots import VariationKnots
+from kanpinn.solver.symmetry import mirror_symmetries
+from kanpinn.transforms import HardConstraint
+from kanpinn.transforms.mirror import Mirror
+
+pi = math.pi
+nu = 0.01 / pi
+
+
+def burgers():
+    return kp.Problem(kp.SpaceTime(kp.Interval(-1, 1), t=(0, 1)),
+                      lambda x, u: kp.partial(u, x, 1) + u * kp.partial(u, x, 0) - nu * kp.partial(u, x, 0, 2),
+                      [kp.Dirichlet(0.0), kp.Initial(lambda x: -torch.sin(pi * x[:, 0:1]))])
+
+
+def heat(u0=lambda x: torch.sin(pi * x[:, 0:1])):
+    return kp.Problem(kp.SpaceTime(kp.Interval(0, 1), t=(0, 1)),
+                      lambda x, u: kp.partial(u, x, 1) - 0.1 * kp.partial(u, x, 0, 2),
+                      [kp.Dirichlet(0.0), kp.Initial(u0)])
+
+
+def mirrored(sign, col=0, centre=0.25):
+    return Mirror(kp.KAN([2, 3, 1], grid=4, k=3, seed=1), col, centre, sign)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_mirror_has_the_parity_and_its_jet_is_autograd_s(sign):
+    m = mirrored(sign).double()
+    x = torch.rand(40, 2, dtype=torch.float64) * 0.5
+    rx = x.clone()
+    rx[:, 0] = 0.5 - x[:, 0]                            # reflected about 0.25
+    with torch.no_grad():
+        assert torch.allclose(m(rx), sign * m(x), atol=1e-13)
+    u, du, d2u = m.forward_jet(x, 2)
+    xr = x.clone().requires_grad_(True)
+    v = m(xr)
+    g = torch.autograd.grad(v.sum(), xr, create_graph=True)[0]
+    h = torch.stack([torch.autograd.grad(g[:, j].sum(), xr, retain_graph=True)[0][:, j] for j in range(2)], 1)
+    assert torch.allclose(u, v, atol=1e-13)
+    assert torch.allclose(du[:, 0, :], g, atol=1e-10)
+    assert torch.allclose(d2u[:, 0, :], h, atol=1e-8)
+
+
+def test_mirror_rebuilds_from_its_config_and_refuses_bad_arguments():
+    m = mirrored(-1.0).double()
+    back = model_from_config(m.config(), torch.float64)
+    back.load_state_dict(m.state_dict())
+    x = torch.rand(7, 2, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(back(x), m(x))
+    inner = kp.KAN([2, 3, 1], grid=4, seed=0)
+    for col, sign in [(2, 1.0), (-1, 1.0), (0, 0.5), (True, 1.0)]:
+        with pytest.raises(KanpinnError):
+            Mirror(inner, col, 0.0, sign)
+
+
+def test_lm_trains_through_the_mirror():
+    # u'' = -π² sin(πx) on [-1, 1], u(±1) = 0: the odd solution sin(πx), through Mirror
+    problem = kp.Problem(kp.Interval(-1, 1), lambda x, u: kp.partial(u, x, 0, 2) + pi ** 2 * torch.sin(pi * x),
+                         [kp.Dirichlet(0.0)], exact=lambda x: torch.sin(pi * x))
+    model = Mirror(kp.KAN([1, 4, 1], grid=5, k=3, seed=0), 0, 0.0, -1.0)
+    res = kp.solve(problem, model, optimizer="lm", grids=[5, 10], steps=15, n_interior=200, n_boundary=2,
+                   progress=False)
+    assert res.metrics["l2_relative"] < 1e-3
+
+
+def test_the_probe_finds_the_symmetries_a_problem_has():
+    assert mirror_symmetries(burgers()) == [(0, 0.0, -1.0)]                 # odd in x
+    assert mirror_symmetries(heat()) == [(0, 0.5, 1.0)]                     # sin(πx) even about 1/2
+    assert mirror_symmetries(heat(lambda x: torch.sin(2 * pi * x[:, 0:1]))) == [(0, 0.5, -1.0)]
+    # sin(πx) sin(πy²) on [-1, 1]²: odd in x, even in y
+    sq = kp.Problem(kp.Rectangle([-1, -1], [1, 1]),
+                    lambda x, u: kp.laplacian(u, x) - torch.sin(pi * x[:, 0:1]) * torch.cos(pi * x[:, 1:2]),
+                    [kp.Dirichlet(0.0)])
+    assert mirror_symmetries(sq) == [(0, 0.0, -1.0), (1, 0.0, 1.0)]
+
+
+def test_the_probe_claims_nothing_for_asymmetric_or_unprobed_problems():
+    # an initial value without parity, a forcing without parity, a Neumann condition
+    assert mirror_symmetries(heat(lambda x: torch.sin(pi * x[:, 0:1]) + x[:, 0:1] * (1 - x[:, 0:1]) ** 2)) == []
+    forced = kp.Problem(kp.SpaceTime(kp.Interval(-1, 1), t=(0, 1)),
+                        lambda x, u: kp.partial(u, x, 1) - kp.partial(u, x, 0, 2) - x[:, 0:1] ** 2 * (1 + x[:, 0:1]),
+                        [kp.Dirichlet(0.0), kp.Initial(0.0)])
+    assert mirror_symmetries(forced) == []
+    # transport u_t + u_x: the reflection maps it to u_t - u_x
+    adv = kp.Problem(kp.SpaceTime(kp.Interval(-1, 1), t=(0, 1)),
+                     lambda x, u: kp.partial(u, x, 1) + kp.partial(u, x, 0),
+                     [kp.Dirichlet(0.0), kp.Initial(lambda x: torch.sin(pi * x[:, 0:1]))])
+    assert mirror_symmetries(adv) == []
+    neu = kp.Problem(kp.Interval(-1, 1), lambda x, u: kp.partial(u, x, 0, 2) - 1.0, [kp.Neumann(0.0)])
+    assert mirror_symmetries(neu) == []
+
+
+def test_steepening_is_nonlinear_transport_not_reaction_nor_linear():
+    b = burgers()
+    assert steepening(b, classify(b), reaction=False)
+    assert not steepening(b, classify(b), reaction=True)        # a reaction: auto mode marches instead
+    h = heat()
+    assert not steepening(h, classify(h), reaction=False)
+
+
+def test_auto_mode_switches_the_front_methods_on_for_burgers_only():
+    model, opts, choices = plan(burgers(), {"max_time": 60})
+    assert isinstance(model, HardConstraint) and isinstance(model.inner, Mirror)
+    assert model.inner.sign == -1.0 and model.inner.col == 0
+    assert opts["resample"] == {"every": 5, "mode": "rad"}
+    assert sum(isinstance(h, VariationKnots) for h in opts["hooks"]) == 1
+    assert {"mirror_symmetry", "front_knots"} <= set(choices["methods"])
+    model, opts, choices = plan(heat(), {"max_time": 60})
+    assert not isinstance(model.inner, Mirror) and "resample" not in opts
+    assert not any(isinstance(h, VariationKnots) for h in opts["hooks"])
+    # the user's settings win
+    _, opts, choices = plan(burgers(), {"max_time": 60, "resample": None, "hooks": [VariationKnots(uniform=2.0)]})
+    assert opts["resample"] is None and choices["kept"]["resample"]
+    assert [h.uniform for h in opts["hooks"] if isinstance(h, VariationKnots)] == [2.0]
