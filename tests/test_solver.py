@@ -180,3 +180,22 @@ def test_residual_based_resampling_changes_points_and_still_converges():
         S.Collocation.sample = orig
     assert len(seen) >= 4 and not torch.equal(seen[0], seen[-1])       # points were redrawn
     assert res.metrics["l2_relative"] < 1e-2                             # from ~1 at the start
+
+
+def test_high_dimensional_test_set_is_quasi_random_not_a_huge_grid():
+    # 11 points per axis in 5-D would be 161 051 test points evaluated at every step
+    box = kp.Box([0.0] * 5, [1.0] * 5)
+    exact = lambda x: torch.sin(math.pi * x).sum(1, keepdim=True)
+    problem = kp.Problem(box, lambda x, u: kp.laplacian(u, x) + math.pi ** 2 * torch.sin(math.pi * x).sum(1, keepdim=True),
+                         [kp.Dirichlet(exact)], exact=exact)
+    r = kp.solve(problem, kp.KAN([5, 2, 1], seed=0), grids=[3], steps=1, n_interior=64, n_boundary=64,
+                 progress=False, seed=0)
+    x = np.asarray(r.test_x)
+    assert x.shape == (2 ** 14, 5)
+    assert (x > 0).all() and (x < 1).all()
+    # spread over the box: every axis' quartiles near 1/4, 1/2, 3/4
+    assert np.allclose(np.quantile(x, [0.25, 0.5, 0.75], axis=0), [[0.25], [0.5], [0.75]], atol=0.01)
+    # the metrics compare against the exact solution at those points
+    u = np.asarray(r.predict(x)).reshape(-1)
+    ref = np.sin(np.pi * x).sum(1)
+    assert abs(r.metrics["l2_relative"] - np.linalg.norm(u - ref) / np.linalg.norm(ref)) < 1e-6
