@@ -93,13 +93,16 @@ MEASURED = {
              note="one layer-rule call for the blocks sharing an evaluation, J in place, the recorded "
                   "evaluation with frozen parameters, the damped matrix in place: system 0.80x, scalar "
                   "0.90x of the previous step (ratio 4.19 before, same process)"),
-        dict(box="shared 2-core dev box, 1 thread, load 2.7-4.2, step_ratio(repeats=9), three runs, each "
+        dict(box="shared 2-core dev box, 1 thread, load 2.7-5.7, step_ratio(repeats=9), six runs, each "
                  "after a run of the previous code in its own process", system_s=0.381, scalar_s=0.125,
-             ratio=3.05, ratios=[3.16, 3.05, 2.69], before=[3.77, 3.92, 3.45],
+             ratio=3.10, ratios=[3.16, 3.05, 2.69, 2.89, 3.21, 3.94], before=[3.77, 3.92, 3.45, 3.51, 4.03, 4.04],
              note="session 7: JᵀJ by column groups over the residual blocks they are non-zero on, zero "
                   "columns left out of JᵀJ and the solve (gram.gram_live), J column-major, written once "
-                  "and kept between steps, the layer rule's small products as broadcasts; in one "
-                  "process, previous and new LM alternated (41 steps): scalar step 0.83x"),
+                  "and kept between steps, the layer rule's small products as broadcasts. ratio: the "
+                  "median run; the 3.94 run came when the box was briefly quieter (0.231 s / 0.059 s), "
+                  "as the earlier idle-Xeon figure, a quiet box gives a higher ratio. Previous and new LM "
+                  "alternated in one process, 15 steps: system 0.72x, ratio 4.07 -> 2.63; scalar alone, "
+                  "41 steps, twice: 0.94x"),
         dict(box="shared 2-core dev box, 1 thread, load 4.4-4.9, step_ratio(repeats=9, width=20, grid=20, "
                  "n_interior=2000)", system_s=1.574, scalar_s=0.457, ratio=3.45, before=5.12,
              note="auto mode's size with k = 3: J 6801 x 2500 against 2401 x 1500; the previous code "
