@@ -330,14 +330,19 @@ def _time_methods(problem, info, options, choices):
                "(Wang, Sankaran & Perdikaris 2022)"}
 
 
-# time windows auto mode marches in (``marching.solve_windows``) where it pays
-_MARCH_WINDOWS = 3
-# seconds each window needs at least for marching to be chosen: Allen-Cahn's 4 windows of
-# ~45 s (6.4e-4) already lost to 3 of ~60 s (2.4e-4); shorter windows were not measured
-_MARCH_MIN_WINDOW_TIME = 40.0
+# time windows auto mode marches in (``marching.solve_windows``) where it pays: as many as
+# max_time gives _MARCH_MIN_WINDOW_TIME each, at most _MARCH_WINDOWS, at least 2. Measured
+# on Allen-Cahn, max_time 180 s counted in CPU seconds of one thread (what a quiet box
+# gives; the shared box ran it in ~350 s of wall time), with the cached hand-over
+# (transforms.windows.SliceOf): 3 windows 2.0e-4, 5 windows 9.9e-5; on the wall clock at
+# load 3-5: 3 windows 2.3e-4, 4: 4.7e-4, 5: 1.5e-4, 6: 2.1e-4
+_MARCH_WINDOWS = 5
+# seconds each window needs at least: a window spends its first half on the coarse grids
+# (5 and 10) and builds its accuracy on grid 20 (Allen-Cahn at 30 s: ~100 LM steps, grid 20)
+_MARCH_MIN_WINDOW_TIME = 30.0
 _MARCH_WHY = ("a reaction nonlinear in u amplifies errors over the horizon; windows solved one after "
-              "another restart it from an accurate state. Measured, max_time 180 s, 1 thread, load 3-5: "
-              "Allen-Cahn 6.7e-3 in one window, 7.1e-4 / 2.4e-4 / 6.4e-4 in 2 / 3 / 4 windows; not on for "
+              "another restart it from an accurate state. Measured, Allen-Cahn, max_time 180 s, 1 thread: "
+              "6.7e-3 in one window, 7.1e-4 in 2, 2.0e-4 in 3, 9.9e-5 in 5; not on for "
               "transport (Burgers 7.3e-2 -> 0.10 / 0.14 in 2 / 3) nor second order in time (Wave1d-C 6.8e-6 "
               "-> 3.0e-5, Klein-Gordon 2.1e-12 -> 5.5e-10 in 2)")
 
@@ -352,12 +357,13 @@ def _time_marching(problem, info, options, choices):
     if not info["time_dependent"] or not info["initial"] or info["inverse"] or info["data"] \
             or info["time_order"] != 1 or not _nonlinear_reaction(problem, info):
         return
-    if float(options.get("max_time") or 0.0) < _MARCH_WINDOWS * _MARCH_MIN_WINDOW_TIME:
-        choices["notes"].append(f"no time-marching: max_time under {_MARCH_WINDOWS * _MARCH_MIN_WINDOW_TIME:g} s "
-                                f"leaves its {_MARCH_WINDOWS} windows too little time each")
+    n = min(_MARCH_WINDOWS, int(float(options.get("max_time") or 0.0) // _MARCH_MIN_WINDOW_TIME))
+    if n < 2:
+        choices["notes"].append(f"no time-marching: max_time under {2 * _MARCH_MIN_WINDOW_TIME:g} s leaves two "
+                                f"windows under {_MARCH_MIN_WINDOW_TIME:g} s each")
         return
-    _set(options, choices, "windows", _MARCH_WINDOWS, _MARCH_WHY)
-    choices["methods"]["time_marching"] = {"windows": _MARCH_WINDOWS, "why": _MARCH_WHY}
+    _set(options, choices, "windows", n, _MARCH_WHY)
+    choices["methods"]["time_marching"] = {"windows": n, "why": _MARCH_WHY}
 
 
 def _nonlinear_reaction(problem, info, n=64):
