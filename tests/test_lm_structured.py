@@ -26,8 +26,10 @@ def residual(x, w):
 
 
 def problem():
+    def lid(x):
+        return x[:, 1:2] * x[:, 0:1] * (1 - x[:, 0:1])
     return kp.Problem(kp.Rectangle([0.0, 0.0], [1.0, 1.0]), residual,
-                      conditions=[kp.Dirichlet(lambda x: x[:, 1:2] * x[:, 0:1] * (1 - x[:, 0:1]), component=0, name="u"),
+                      conditions=[kp.Dirichlet(lid, component=0, name="u"),
                                   kp.Dirichlet(0.0, component=1, name="v"),
                                   kp.Data([[0.0, 0.0]], [[0.0]], component=2, name="pin")])
 

@@ -5,6 +5,11 @@ solves (JᵀJ + λ·diag(JᵀJ)) δ = -Jᵀr in float64 by Cholesky, and accepts
 the loss falls, updating λ by Nielsen's rule from the ratio of actual to predicted
 decrease. Small PINNs (hundreds to a few thousand parameters) converge in far fewer
 iterations than with L-BFGS, and a rejected step costs one forward evaluation.
+
+JᵀJ comes from ``gram.gram_live``: for a system, products of column groups only over the
+residual blocks where both are non-zero, and J's all-zero columns (B-splines no point
+reaches) left out; the normal equations are then solved on the live columns, the dead
+ones' step being exactly 0 (docs/navier_stokes.md, "Cost of a system step").
 """
 from __future__ import annotations
 
@@ -155,7 +160,8 @@ class LevenbergMarquardt:
         # directions); measured ~2x lower error per step on the reference Poisson problem.
         # The mean is over all P columns, the dead ones included (as with the full matrix)
         root = A.diagonal().clamp_min(0).sqrt()
-        diag = (root * (root.mean() if live is None else root.sum() / n)).clamp_min(1e-12 * float(root.max().clamp_min(1e-150)) ** 2)
+        mean = root.mean() if live is None else root.sum() / n
+        diag = (root * mean).clamp_min(1e-12 * float(root.max().clamp_min(1e-150)) ** 2)
         saved = [p.detach().clone() for p in self.params + self.inverse]
         M = torch.empty_like(A)
         for _ in range(30):
