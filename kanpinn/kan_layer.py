@@ -23,6 +23,7 @@ from .bases import make_basis
 from .bsplines import scatter_dense
 from .errors import KanpinnError
 from .layer_jet import edge_jet, edge_param_grads
+from .local_columns import LocalColumns
 
 __all__ = ["KANLayer"]
 
@@ -112,8 +113,7 @@ class KANLayer(nn.Module):
         c, wb = self._weights()
         B, S = b[None], F.silu(x)[None]
         y = (self._contract(first, B, c) + (S[0] @ wb)[None])[0]
-        jets.record((y,), lambda deltas: self.per_point_grads(x, None, None, False, deltas), x.shape[0],
-                    stacked=True)
+        jets.record((y,), _Rule(self, x, None, None, False), x.shape[0], stacked=True)
         return self._add_symbolic(x, None, None, y, None, None)[0]
 
     def forward_jet(self, x, g, h, identity_input=False):
@@ -127,11 +127,10 @@ class KANLayer(nn.Module):
         c, wb = self._weights()
         C = c.reshape(self.in_dim, self.basis.size, self.out_dim)
         y, gy, hy = edge_jet(self.basis, x, g, h, C, wb, identity_input)
-        jets.record((y, gy, hy), lambda deltas: self.per_point_grads(x, g, h, identity_input, deltas),
-                    x.shape[0], stacked=True)
+        jets.record((y, gy, hy), _Rule(self, x, g, h, identity_input), x.shape[0], stacked=True)
         return self._add_symbolic(x, g, h, y, gy, hy)
 
-    def per_point_grads(self, x, g, h, identity, deltas):
+    def per_point_grads(self, x, g, h, identity, deltas, local=False):
         """{parameter: (N, numel)}: each point's gradient of a pointwise residual with
         respect to this layer's parameters, given ``deltas``, the gradients of the summed
         residual at the outputs (y, gy, hy) of an evaluation at x (with input jet g, h).
@@ -141,7 +140,11 @@ class KANLayer(nn.Module):
 
         Deltas of B residual blocks stacked in a leading dimension ((B, N, out, ...)) give
         (B, N, numel): the blocks ride along the output axis of ``edge_param_grads``, so
-        the basis values are evaluated once and each small product serves all B blocks."""
+        the basis values are evaluated once and each small product serves all B blocks.
+
+        ``local``: a B-spline basis's coefficient gradients come as ``LocalColumns`` (the
+        k+1 non-zero basis functions per point and input, written straight into J by
+        ``jacobian.stacked_jacobian``) instead of the dense (N, in·nb·out) tensor."""
         if self.symbolic:
             raise jets.NotPointwise("symbolic edges are not covered by the structured Jacobian")
         o = self.out_dim
@@ -162,10 +165,13 @@ class KANLayer(nn.Module):
             coef_vals = self.coef
         else:
             idx = first[:, :, None] + torch.arange(w, device=first.device)  # (N, in, w)
-            g_coef = Gc.new_zeros(*lead, n_in, self.basis.size, o)
-            g_coef.scatter_(-2, idx[..., None].expand(*lead, n_in, w, o), Gc * scale[:, None, :])
+            g_coef = LocalColumns(first, Gc * scale[:, None, :], self.basis.size)
+            if not local:
+                g_coef = g_coef.dense()
             coef_vals = self.coef[torch.arange(n_in, device=first.device)[None, :, None], idx]
-        return {self.coef: g_coef.reshape(*lead, -1),
+        if isinstance(g_coef, torch.Tensor):
+            g_coef = g_coef.reshape(*lead, -1)
+        return {self.coef: g_coef,
                 self.scale_sp: ((Gc * coef_vals).sum(-2) * self.mask).reshape(*lead, -1),
                 self.scale_base: (Gb * self.mask).reshape(*lead, -1)}
 
@@ -236,6 +242,23 @@ class KANLayer(nn.Module):
                                "contain NaN or inf?)")
         self.basis = new_basis
         self.coef = nn.Parameter(coef.contiguous())
+
+
+class _Rule:
+    """A layer evaluation's recorded rule for the structured Jacobian (``jet.LayerRecord``):
+    called with the deltas it gives dense per-point gradients, what every caller of a
+    record understands; ``local(deltas)`` gives the B-spline coefficients' as
+    ``LocalColumns``, for a caller that writes them straight into J."""
+    __slots__ = ("layer", "args")
+
+    def __init__(self, layer, x, g, h, identity):
+        self.layer, self.args = layer, (x, g, h, identity)
+
+    def __call__(self, deltas):
+        return self.layer.per_point_grads(*self.args, deltas)
+
+    def local(self, deltas):
+        return self.layer.per_point_grads(*self.args, deltas, local=True)
 
 
 def _lstsq(A, Y):
