@@ -8,7 +8,8 @@ last (each sub-model extrapolates as any model does).
 The sub-models are trained one after another by ``kanpinn.solver.marching``: window k
 starts from window k - 1's solution at t = edges[k], given to it as its initial
 condition through :class:`SliceOf` (a callable, differentiable in x, so exact initial
-constraints (``HardConstraint``) can take their derivatives by autograd). A file cannot
+constraints (``HardConstraint``) can take their derivatives by autograd; cached per
+point set, since window k - 1 is frozen while window k trains). A file cannot
 hold a callable; the link between windows is part of this model, though, so
 ``model_from_config`` rebuilds it (:meth:`TimeWindows.relink`). What the first window
 took from the problem's own functions needs ``attach(problem)``, as for a one-window model.
