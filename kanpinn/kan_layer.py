@@ -153,26 +153,23 @@ class KANLayer(nn.Module):
         if B is not None:               # (B, N, O, ...) -> (N, B·O, ...)
             deltas = tuple(None if d is None else d.movedim(0, 1).reshape(d.shape[1], B * o, *d.shape[3:])
                            for d in deltas)
-        first, Gc, Gb = edge_param_grads(self.basis, x, g, h, identity, deltas)
+        scale = self.scale_sp * self.mask                                    # (in, out)
+        # Gc comes scaled (the coefficients' gradient), Gs the unscaled spline's (scale_sp's)
+        first, Gc, Gb, Gs = edge_param_grads(self.basis, x, g, h, identity, deltas, coef=self.coef, scale=scale)
         n, n_in, w = Gc.shape[:3]
         lead = (n,) if B is None else (B, n)
         if B is not None:               # (N, ..., B·O) -> (B, N, ..., O)
             Gc = Gc.reshape(n, n_in, w, B, o).permute(3, 0, 1, 2, 4)
             Gb = Gb.reshape(n, n_in, B, o).permute(2, 0, 1, 3)
-        scale = self.scale_sp * self.mask                                    # (in, out)
+            Gs = Gs.reshape(n, n_in, B, o).permute(2, 0, 1, 3)
         if first is None:
-            g_coef = Gc * scale[:, None, :]
-            coef_vals = self.coef
+            g_coef = Gc.reshape(*lead, -1)
         else:
-            idx = first[:, :, None] + torch.arange(w, device=first.device)  # (N, in, w)
-            g_coef = LocalColumns(first, Gc * scale[:, None, :], self.basis.size)
+            g_coef = LocalColumns(first, Gc, self.basis.size)
             if not local:
                 g_coef = g_coef.dense()
-            coef_vals = self.coef[torch.arange(n_in, device=first.device)[None, :, None], idx]
-        if isinstance(g_coef, torch.Tensor):
-            g_coef = g_coef.reshape(*lead, -1)
         return {self.coef: g_coef,
-                self.scale_sp: ((Gc * coef_vals).sum(-2) * self.mask).reshape(*lead, -1),
+                self.scale_sp: (Gs * self.mask).reshape(*lead, -1),
                 self.scale_base: (Gb * self.mask).reshape(*lead, -1)}
 
     def _add_symbolic(self, x, g, h, y, gy, hy):
