@@ -126,3 +126,30 @@ def test_auto_mode_switches_the_front_methods_on_for_burgers_only():
     _, opts, choices = plan(burgers(), {"max_time": 60, "resample": None, "hooks": [VariationKnots(uniform=2.0)]})
     assert opts["resample"] is None and choices["kept"]["resample"]
     assert [h.uniform for h in opts["hooks"] if isinstance(h, VariationKnots)] == [2.0]
+
+
+def test_knots_under_a_mirror_follow_the_part_u_sees_and_are_symmetric():
+    # a KAN whose odd part has a front at x = 0 and whose even part (which the odd mirror
+    # removes) has one at x = 0.5: the knots must gather at 0, symmetrically, not at ±0.5
+    from kanpinn.solver.knots import place_first_layer
+    kan = kp.KAN([1, 1], grid=10, k=3, seed=0, dtype=torch.float64)
+    x = torch.linspace(-1, 1, 801, dtype=torch.float64)[:, None]
+    target = torch.tanh(x / 0.05) + torch.tanh((x - 0.5) / 0.05) + torch.tanh((-x - 0.5) / 0.05)
+    kan.extend_grid(40, x)
+    _fit(kan, x, target)
+    model = Mirror(kan, 0, 0.0, -1.0)
+    pts = place_first_layer(model, x, uniform=0.25)[0]
+    assert torch.allclose(pts, -pts.flip(0), atol=0.02)                     # symmetric about 0
+    near0 = int((pts.abs() < 0.1).sum())
+    near_half = int(((pts.abs() - 0.5).abs() < 0.1).sum())
+    assert near0 > 2 * max(near_half, 1)
+
+
+def _fit(kan, x, y, steps=200):
+    """Least squares fit of a one-edge KAN to y by Adam (a small, deterministic fit)."""
+    opt = torch.optim.Adam(kan.parameters(), lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ((kan(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()

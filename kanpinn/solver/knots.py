@@ -62,6 +62,16 @@ def place_first_layer(model, x, uniform=1.0, power=1.0):
     z = z.detach()
     with torch.no_grad():
         _, g, _ = kan.forward_jet(z, 1)
+        mirror = _mirror_between(model, kan)
+        if mirror is not None:
+            # u sees only the network's part of the mirror's parity: the monitor follows
+            # that part (the other is arbitrary), and its knots come out symmetric
+            zr = mirror.reflect(z)
+            _, gr, _ = kan.forward_jet(zr, 1)
+            flip = torch.ones(z.shape[1], dtype=z.dtype, device=z.device)
+            flip[mirror.col] = -1.0
+            g = 0.5 * (g + mirror.sign * gr * flip)
+            z, g = torch.cat([z, zr]), torch.cat([g, g])
         speed = g.abs().sum(1) ** float(power)                         # (N, d)
         speed = speed / speed.mean(0, keepdim=True).clamp_min(1e-300)
         samples = monitor_samples(z, float(uniform) + speed, max(8 * layer.basis.grid, 1024))
@@ -69,6 +79,20 @@ def place_first_layer(model, x, uniform=1.0, power=1.0):
         layer.refit(new, z)
     from .. import bsplines
     return bsplines.grid_points(new.knots, new.k)
+
+
+def _mirror_between(model, kan):
+    """The ``transforms.Mirror`` in the wrapper chain when the KAN sees the mirror's own
+    inputs (no embedding between them), else None."""
+    from ..transforms.mirror import Mirror
+    m, found = model, None
+    while hasattr(m, "inner") and m is not kan:
+        if isinstance(m, Mirror):
+            found = m
+        elif found is not None:
+            return None                 # an embedding between the mirror and the KAN
+        m = m.inner
+    return found
 
 
 class VariationKnots(Hook):
