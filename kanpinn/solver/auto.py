@@ -34,7 +34,7 @@ rule's ``why`` string):
 - first order in time, nonlinear in u through its derivatives only (transport that can
   steepen into fronts) -> RAD resampling every 5 steps, first-layer knots that follow
   the solution, and the problem's mirror symmetry made exact where the probe finds one
-  (``fronts``; forward Burgers, 180 s, 1 thread, load ~4: 7.3e-2 -> 8.6e-4).
+  (``fronts``; forward Burgers, 180 s, 1 thread, load 3.5: 7.3e-2 -> 3.1e-4).
 """
 from __future__ import annotations
 
