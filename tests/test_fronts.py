@@ -11,6 +11,7 @@ from kanpinn.errors import KanpinnError
 from kanpinn.models import model_from_config
 from kanpinn.solver.auto import classify, plan
 from kanpinn.solver.fronts import steepening
+from kanpinn.solver.hooks import Hook
 from kanpinn.solver.knots import VariationKnots
 from kanpinn.solver.symmetry import mirror_symmetries
 from kanpinn.transforms import HardConstraint
@@ -118,6 +119,8 @@ def test_auto_mode_switches_the_front_methods_on_for_burgers_only():
     assert model.inner.sign == -1.0 and model.inner.col == 0
     assert opts["resample"] == {"every": 5, "mode": "rad"}
     assert sum(isinstance(h, VariationKnots) for h in opts["hooks"]) == 1
+    from kanpinn.solver.guard import FreshPointGuard
+    assert sum(isinstance(h, FreshPointGuard) for h in opts["hooks"]) == 1
     assert {"mirror_symmetry", "front_knots"} <= set(choices["methods"])
     model, opts, choices = plan(heat(), {"max_time": 60})
     assert not isinstance(model.inner, Mirror) and "resample" not in opts
@@ -153,3 +156,36 @@ def _fit(kan, x, y, steps=200):
         loss = ((kan(x) - y) ** 2).mean()
         loss.backward()
         opt.step()
+
+
+class _Sabotage(Hook):
+    """Scales the network's parameters at one step: a step that wrecks the function."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def after_step(self, run, info):
+        if run.global_step == self.at:
+            with torch.no_grad():
+                for p in run.model.parameters():
+                    p.mul_(50.0).add_(1.0)
+
+
+def _poisson():
+    return kp.Problem(kp.Interval(-1, 1), lambda x, u: kp.partial(u, x, 0, 2) + pi ** 2 * torch.sin(pi * x),
+                      [kp.Dirichlet(0.0)], exact=lambda x: torch.sin(pi * x))
+
+
+def test_fresh_point_guard_undoes_a_step_that_wrecks_the_function():
+    from kanpinn.solver.guard import FreshPointGuard
+    opts = dict(optimizer="lm", grids=[5], steps=20, n_interior=100, n_boundary=2, progress=False)
+    ok = kp.solve(_poisson(), kp.KAN([1, 4, 1], grid=5, k=3, seed=0), hooks=[FreshPointGuard(every=5)], **opts)
+    assert ok.metrics["l2_relative"] < 1e-2
+    bad = kp.solve(_poisson(), kp.KAN([1, 4, 1], grid=5, k=3, seed=0), hooks=[_Sabotage(10)], **opts)
+    guarded = kp.solve(_poisson(), kp.KAN([1, 4, 1], grid=5, k=3, seed=0),
+                       hooks=[_Sabotage(10), FreshPointGuard(every=5)], **opts)
+    assert guarded.metrics["steps"] == 10                               # stopped at the blow-up
+    assert guarded.metrics["l2_relative"] < 0.1 * bad.metrics["l2_relative"]
+    for every, factor in [(0, 10.0), (5, 1.0)]:
+        with pytest.raises(KanpinnError):
+            FreshPointGuard(every=every, factor=factor)

@@ -34,7 +34,9 @@ rule's ``why`` string):
 - first order in time, nonlinear in u through its derivatives only (transport that can
   steepen into fronts) -> RAD resampling every 5 steps, first-layer knots that follow
   the solution, and the problem's mirror symmetry made exact where the probe finds one
-  (``fronts``; forward Burgers, 180 s, 1 thread, load 3.5: 7.3e-2 -> 3.1e-4).
+  (``fronts``; forward Burgers, 180 s, 1 thread, load 2-3.5: 7.3e-2 -> 3.1e-4 and
+  1.9e-3 on two builds of the same day: the path at grid 20 is fragile), with
+  ``guard.FreshPointGuard`` undoing steps that fit the points but not the PDE.
 """
 from __future__ import annotations
 
@@ -300,7 +302,8 @@ def _front_methods(options, choices):
     if any(isinstance(h, VariationKnots) for h in hooks):
         choices["kept"]["variation_knots"] = "a VariationKnots hook given by the user"
         return
-    options["hooks"] = [VariationKnots(uniform=KNOTS_UNIFORM)] + hooks
+    from .guard import FreshPointGuard
+    options["hooks"] = [VariationKnots(uniform=KNOTS_UNIFORM)] + hooks + [FreshPointGuard()]
     choices["methods"]["front_knots"] = {
         "uniform": KNOTS_UNIFORM,
         "why": "a nonlinearity that steepens into fronts: from the second grid on, first-layer knots gather "
