@@ -121,6 +121,9 @@ def test_auto_mode_switches_the_front_methods_on_for_burgers_only():
     assert sum(isinstance(h, VariationKnots) for h in opts["hooks"]) == 1
     from kanpinn.solver.guard import FreshPointGuard
     assert sum(isinstance(h, FreshPointGuard) for h in opts["hooks"]) == 1
+    assert [h.damping for h in opts["hooks"] if isinstance(h, VariationKnots)] == [1.0]
+    with pytest.raises(KanpinnError):
+        VariationKnots(damping=0.0)
     assert {"mirror_symmetry", "front_knots"} <= set(choices["methods"])
     model, opts, choices = plan(heat(), {"max_time": 60})
     assert not isinstance(model.inner, Mirror) and "resample" not in opts

@@ -34,9 +34,10 @@ rule's ``why`` string):
 - first order in time, nonlinear in u through its derivatives only (transport that can
   steepen into fronts) -> RAD resampling every 5 steps, first-layer knots that follow
   the solution, and the problem's mirror symmetry made exact where the probe finds one
-  (``fronts``; forward Burgers, 180 s, 1 thread, load 2-3.5: 7.3e-2 -> 3.1e-4 and
-  1.9e-3 on two builds of the same day: the path at grid 20 is fragile), with
-  ``guard.FreshPointGuard`` undoing steps that fit the points but not the PDE.
+  (``fronts``; forward Burgers, 180 s, 1 thread, load 1.6-3.5: 7.3e-2 -> 3.1e-4 and
+  1.1e-3 on two builds of the same day, seed 1 6.7e-4 and 5.0e-3: the path at grid 20 is
+  fragile), with ``guard.FreshPointGuard`` undoing steps that fit the points but not the
+  PDE.
 """
 from __future__ import annotations
 
@@ -293,7 +294,7 @@ def _steepening(problem, info):
 def _front_methods(options, choices):
     """Fronts: RAD resampling and first-layer knots that follow the solution (see
     ``solver/fronts.py`` for the measurements)."""
-    from .fronts import KNOTS_UNIFORM, RESAMPLE
+    from .fronts import KNOTS_DAMPING, KNOTS_UNIFORM, RESAMPLE
     from .knots import VariationKnots
     _set(options, choices, "resample", dict(RESAMPLE),
          "a nonlinearity that steepens into fronts: points drawn where the residual is large every 5 steps, "
@@ -303,7 +304,7 @@ def _front_methods(options, choices):
         choices["kept"]["variation_knots"] = "a VariationKnots hook given by the user"
         return
     from .guard import FreshPointGuard
-    options["hooks"] = [VariationKnots(uniform=KNOTS_UNIFORM)] + hooks + [FreshPointGuard()]
+    options["hooks"] = [VariationKnots(uniform=KNOTS_UNIFORM, damping=KNOTS_DAMPING)] + hooks + [FreshPointGuard()]
     choices["methods"]["front_knots"] = {
         "uniform": KNOTS_UNIFORM,
         "why": "a nonlinearity that steepens into fronts: from the second grid on, first-layer knots gather "

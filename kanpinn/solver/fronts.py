@@ -42,6 +42,8 @@ __all__ = ["steepening", "mirror_for", "RESAMPLE", "KNOTS_UNIFORM"]
 RESAMPLE = {"every": 5, "mode": "rad"}
 # the monitor's uniform part (a third of the knots uniform), as for inverse problems
 KNOTS_UNIFORM = 0.5
+# LM's damping at the start of each stage whose knots moved (knots.VariationKnots)
+KNOTS_DAMPING = 1.0
 
 
 def steepening(problem, info, reaction, n=64):
