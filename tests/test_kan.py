@@ -708,3 +708,20 @@ def test_deep_kan_trains_on_poisson():
     res = kp.solve(prob, model, grids=[5, 10], steps=20, n_interior=300, n_boundary=80, progress=False,
                    optimizer="lm")
     assert res.metrics["l2_relative"] < 5e-2, res.metrics["l2_relative"]
+
+
+def test_uniform_grid_moved_to_float64_stays_uniform():
+    # KAN(...).double() of a float32 model: the knots carry float32 rounding, which the
+    # float64 tables would see as unequal intervals (the slower non-uniform path)
+    m = kp.KAN([2, 5, 1], grid=7, seed=0, dtype=torch.float32).double()
+    ref = kp.KAN([2, 5, 1], grid=7, seed=0, dtype=F64)
+    for layer in m.layers:
+        assert layer.basis._uniform and layer.basis._equal
+    assert torch.equal(m.layers[0].basis.knots, ref.layers[0].basis.knots)   # [-1, 1] is exact in float32
+    # a non-uniform grid is left as it is
+    q = kp.KAN([2, 5, 1], grid=7, seed=0, dtype=F64, grid_eps=0.02)
+    q.update_grid(torch.rand(200, 2, dtype=F64, generator=torch.Generator().manual_seed(0)) ** 2)
+    before = q.layers[0].basis.knots.clone()
+    q.float().double()
+    assert not q.layers[0].basis._uniform
+    assert torch.allclose(q.layers[0].basis.knots, before, rtol=0, atol=1e-6)
