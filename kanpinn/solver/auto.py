@@ -34,10 +34,9 @@ rule's ``why`` string):
 - first order in time, nonlinear in u through its derivatives only (transport that can
   steepen into fronts) -> RAD resampling every 5 steps, first-layer knots that follow
   the solution, and the problem's mirror symmetry made exact where the probe finds one
-  (``fronts``; forward Burgers, 180 s, 1 thread, load 1.6-3.5: 7.3e-2 -> 3.1e-4 and
-  1.1e-3 on two builds of the same day, seed 1 6.7e-4 and 5.0e-3: the path at grid 20 is
-  fragile), with ``guard.FreshPointGuard`` undoing steps that fit the points but not the
-  PDE.
+  (``fronts``; forward Burgers, 180 s, 1 thread, load 1.6-3.5, seeds 0/1 on builds of
+  one day: 7.3e-2 -> 3e-4 .. 9e-3, the path at grid 20 is fragile), with
+  ``guard.FreshPointGuard`` undoing steps that fit the points but not the PDE.
 """
 from __future__ import annotations
 

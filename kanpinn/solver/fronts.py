@@ -19,9 +19,9 @@ RAD + knots                                  6.3e-2     7.7e-2
 mirror + RAD + knots                         3.1e-4     5.6e-5
 ===========================================  =========  ================
 
-With ``max_time=180`` (auto mode, 1 thread, load 3.5; knots from the mirror's part of the
-network, ``knots._mirror_between``): rel. L2 3.1e-4 (seed 1: 6.7e-4), dense mean res²
-1.3e-4, reached on grid 20 (finer grids break in their first LM steps and are undone by
+With ``max_time=180`` (auto mode, 1 thread, load 1.6-3.5; knots from the mirror's part of
+the network, ``knots._mirror_between``): rel. L2 3e-4 .. 9e-3 over seeds 0/1 and the
+day's builds (the path decides), dense mean res² 1.3e-4 .. 1e-2, reached on grid 20 (finer grids break in their first LM steps and are undone by
 the continuation's fresh-point check; docs/hard_problems.md, "Forward Burgers: fronts").
 
 - RAD resampling every 5 steps (``hooks.Resample``, Wu et al. 2023): fresh points drawn
