@@ -77,3 +77,21 @@ def test_lm_steps_equal_the_dense_normal_equations(monkeypatch):
             assert float((params(grouped) - params(dense)).norm()) <= 1e-10 * float(params(dense).norm())
     assert float((params(grouped) - params(dense)).norm()) <= 1e-6 * float(params(dense).norm())
     assert b < 0.05 * stepper().step()[0]
+
+
+def test_holdout_refuses_steps_that_blow_up_the_held_out_loss():
+    # a step is taken only when the loss on points no step trains on does not rise more
+    # than holdout_factor-fold: with a held-out loss that reads 10x after any move, no
+    # step is accepted and the parameters stay where they are; with one that follows the
+    # training loss, LM takes exactly the steps it takes without a holdout
+    free = stepper()
+    plain = [free.step()[0] for _ in range(3)]
+    watched = stepper()
+    start = [p.detach().clone() for p in watched.params]
+    watched.holdout = lambda: 1.0 + 9.0 * float(sum((p - s).abs().sum() for p, s in zip(watched.params, start)) > 0)
+    loss, _, accepted = watched.step()
+    assert not accepted
+    assert all(torch.equal(p, s) for p, s in zip(watched.params, start))
+    follow = stepper()
+    follow.holdout = lambda: float(torch.cat(PINNLoss.scaled(follow.loss_fn.blocks())).pow(2).sum())
+    assert [follow.step()[0] for _ in range(3)] == plain

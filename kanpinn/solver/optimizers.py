@@ -185,7 +185,8 @@ def _lbfgs(run, lr):
 def _lm(run, lr):
     from .lm import LevenbergMarquardt
     params = [p for p in run.model.parameters() if p.requires_grad]
-    inner = LevenbergMarquardt(run.loss, params, list(run.params.values()), lam=run.lm_lam, comm=run.comm)
+    inner = LevenbergMarquardt(run.loss, params, list(run.params.values()), lam=run.lm_lam, comm=run.comm,
+                               holdout=run.holdout)
     return ResidualStepper(inner, run, "lm")
 
 

@@ -103,6 +103,9 @@ class Run:
         self.opt_state = None
         self.lm_lam = 1e-3
         self.fallbacks = {}              # optimiser -> the one used instead (e.g. lm -> lbfgs)
+        # () -> the PDE loss on points no step trains on (set by a hook, e.g. FreshPointGuard);
+        # LM then refuses a step that multiplies it (see lm.LevenbergMarquardt's ``holdout``)
+        self.holdout = None
         self.best = None                 # (loss, state copy) of the phase's best state
         self.diverged = False
         self.stop = False
