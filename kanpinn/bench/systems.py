@@ -84,6 +84,13 @@ MEASURED = {
                   "from the FD reference; Kovasznay with k = 3 misses its 1e-5 target (6e-5 / 3e-4 / 2e-4)"),
     ],
     "lm_step_ratio": [
+        dict(box="shared 2-core dev box, quiet (load 0.7-1.0), 1 thread, median of 9, grids on the points",
+             system_s=0.140, scalar_s=0.034, ratio=4.09, met=False,
+             note="end of session 7, [2,12,m] G=10 k=3: start-of-session code 0.192 / 0.049 s = 3.88 in the "
+                  "same minutes (every step ~0.7x; the ratio the same within noise); auto size "
+                  "[2,20,m] G=20 k=5, 2000/400: 1.458 / 0.299 s = 4.87 against 1.925 / 0.359 s = 5.36. The "
+                  "session's 3.05-3.1 were measured with the grids on [-1, 1], where ~30 % of the cavity's "
+                  "first-layer columns meet no point (dead) and the scalar problem's none"),
         dict(box="the same idle Xeon, 1 thread", system_s=0.208, scalar_s=0.045, ratio=4.6,
              note="JᵀJ by symmetric blocks (kanpinn/solver/gram.py)"),
         dict(box="shared 2-core dev box, 1 thread, load 4.6-5.7", system_s=0.82, scalar_s=0.21, ratio=3.9,
