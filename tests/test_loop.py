@@ -229,7 +229,9 @@ def test_one_transient_nan_does_not_stall_levenberg_marquardt():
     clean = kp.solve(poisson_1d(), kp.KAN([1, 5, 1], seed=0), optimizer="lm", steps=25, grids=[5, 10], **FAST)
     hit = kp.solve(poisson_1d(_nan_after(8, transient=True)), kp.KAN([1, 5, 1], seed=0), optimizer="lm",
                    steps=25, grids=[5, 10], **FAST)
-    assert clean.metrics["l2_relative"] < 1e-3
+    # this small run ends anywhere in 2e-4 .. 2e-3 with the seed and the model's dtype
+    # (measured, seeds 0-3, built in float32 or float64); a stall sits at 0.35
+    assert clean.metrics["l2_relative"] < 5e-3
     assert hit.metrics["l2_relative"] < 10 * clean.metrics["l2_relative"] + 1e-6
 
 
