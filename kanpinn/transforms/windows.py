@@ -86,7 +86,7 @@ class SliceOf:
         live = x.requires_grad and torch.is_grad_enabled()
         entry = self._entry(x, self.fingerprint(), live)
         if live:
-            return _Value.apply(x, entry)
+            return _Cached.apply(x, entry, 0)
         return entry.u.clone()
 
     def __deepcopy__(self, memo):
@@ -199,50 +199,26 @@ class _Entry:
         self.u = self.grad = self.hess = None
 
 
-class _Value(torch.autograd.Function):
-    """u(x) from the cache; its backward is the cached gradient (itself differentiable)."""
+class _Cached(torch.autograd.Function):
+    """Level 0, 1, 2 of the cached jet: u (N, c), ∇u (N, c, d), the Hessian (N, c, d, d).
+    The backward of a level is the next level contracted with the incoming gradient
+    (itself differentiable, so the lifting's second derivatives come from the cache too);
+    the Hessian's backward (third derivatives) is taken live from the model and is not
+    differentiable further."""
 
     @staticmethod
-    def forward(ctx, x, entry):
+    def forward(ctx, x, entry, level):
         ctx.save_for_backward(x)
-        ctx.entry = entry
-        return entry.u.clone()
+        ctx.entry, ctx.level = entry, level
+        return (entry.u, entry.grad, entry.hess)[level].clone()
 
     @staticmethod
-    def backward(ctx, gu):
+    def backward(ctx, g):
         x, = ctx.saved_tensors
-        return (gu[:, :, None] * _Grad.apply(x, ctx.entry)).sum(1), None
-
-
-class _Grad(torch.autograd.Function):
-    """∇u(x) (N, c, d) from the cache; its backward is the cached Hessian."""
-
-    @staticmethod
-    def forward(ctx, x, entry):
-        ctx.save_for_backward(x)
-        ctx.entry = entry
-        return entry.grad.clone()
-
-    @staticmethod
-    def backward(ctx, gg):
-        x, = ctx.saved_tensors
-        return (gg[:, :, :, None] * _Hess.apply(x, ctx.entry)).sum((1, 2)), None
-
-
-class _Hess(torch.autograd.Function):
-    """The Hessian (N, c, d, d) from the cache; its backward (third derivatives) is
-    taken live from the model (not differentiable further)."""
-
-    @staticmethod
-    def forward(ctx, x, entry):
-        ctx.save_for_backward(x)
-        ctx.entry = entry
-        return entry.hess.clone()
-
-    @staticmethod
-    def backward(ctx, gh):
-        x, = ctx.saved_tensors
-        return ctx.entry.owner._third(x, gh), None
+        if ctx.level == 2:
+            return ctx.entry.owner._third(x, g), None, None
+        nxt = _Cached.apply(x, ctx.entry, ctx.level + 1)
+        return (g[..., None] * nxt).sum(tuple(range(1, g.dim()))), None, None
 
 
 class TimeWindows(nn.Module):
