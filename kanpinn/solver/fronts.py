@@ -21,8 +21,11 @@ mirror + RAD + knots                         3.1e-4     5.6e-5
 
 With ``max_time=180`` (auto mode, 1 thread, load 1.6-3.5; knots from the mirror's part of
 the network, ``knots._mirror_between``): rel. L2 3e-4 .. 9e-3 over seeds 0/1 and the
-day's builds (the path decides), dense mean res² 1.3e-4 .. 1e-2, reached on grid 20 (finer grids break in their first LM steps and are undone by
-the continuation's fresh-point check; docs/hard_problems.md, "Forward Burgers: fronts").
+day's builds (the path decides), reached on grid 20, where finer grids broke in their
+first LM steps. With LM's holdout (``FreshPointGuard`` hands LM the loss on its fresh
+points; a step that triples it is refused), quiet box: seed 0 8.0e-5 (grids 20 and 40
+trained; grid 80 broke at its start and was undone), seed 1 1.7e-3 (grid 40 broke at its
+start); docs/hard_problems.md, "Forward Burgers: fronts".
 
 - RAD resampling every 5 steps (``hooks.Resample``, Wu et al. 2023): fresh points drawn
   where the residual is large, so the loss is the PDE's, not the points';
