@@ -24,7 +24,8 @@ from __future__ import annotations
 from ..errors import KanpinnError
 from ..transforms.wrapper import innermost
 from .hooks import Hook
-from .run import resize_like, trainable
+from .fresh import FreshLoss, restore, snapshot
+from .run import trainable
 
 __all__ = ["Continuation", "POINTS_PER_PARAM"]
 
@@ -66,7 +67,7 @@ class Continuation(Hook):
         self.n_interior = None          # the points now (kept in checkpoints)
         self._stage_t0 = self._stage_step0 = None
         self._next_points = None        # the points on_stage_end chose for the next stage
-        self._val = None                # the validation loss (fresh points), built on first use
+        self._val = FreshLoss(1_000_003)  # the validation loss (fresh points), built on first use
         self._kept = None               # (validation loss, state, config) before an appended stage
 
     def state_dict(self):
@@ -111,15 +112,7 @@ class Continuation(Hook):
     # ------------------------------------------------------------------ validation
     def _validation_loss(self, run):
         """The loss on points no stage trained on (drawn once, from another seed)."""
-        if self._val is None:
-            from .loss import Collocation, PINNLoss
-            seed = 1_000_003 + int(run.opts.get("seed") or 0)
-            colloc = Collocation(run.problem, max(int(run.opts["n_interior"]), 2000), int(run.opts["n_boundary"]),
-                                 run.opts["sampler"], seed, run.dtype, run.device, run.comm)
-            self._val = PINNLoss(run.problem, run.model, colloc, run.params, run.opts["weights"])
-        self._val.weights = dict(run.loss.weights)
-        total, _ = self._val.loss()
-        return run.comm.sum_float(total.detach())
+        return self._val(run)
 
     def _appended_stage_generalises(self, run):
         """Keep the state before each appended stage; when the stage fitted its points but
@@ -128,18 +121,16 @@ class Continuation(Hook):
         Burgers in auto mode (180 s, 1 thread, quiet) ended at rel. L2 2.0e3 after grid 40."""
         val = self._validation_loss(run)
         if run.stage >= self.planned and self._kept is not None:
-            prev, state, cfg = self._kept
+            prev = self._kept[0]
             if not (val <= prev):           # NaN counts as worse
-                resize_like(_kan(run), cfg)
-                run.load_state(state)
+                restore(run, self._kept)
                 run.stop = True
                 run.stop_reason = (f"grid {self.grids[run.stage]} fitted its points but not the PDE "
                                    f"(loss on fresh points {val:.3g} against {prev:.3g} before it): "
                                    f"returned the grid {self.grids[run.stage - 1]} state")
                 run.note(run.stop_reason)
                 return False
-        kan = _kan(run)
-        self._kept = (val, run.state_copy(), kan.config() if hasattr(kan, "config") else {})
+        self._kept = snapshot(run, val)
         return True
 
     # ------------------------------------------------------------------ go on?

@@ -12,9 +12,8 @@ it, and restores it at the end when the last state is worse.
 from __future__ import annotations
 
 from ..errors import KanpinnError
-from ..transforms.wrapper import innermost
+from .fresh import FreshLoss, restore, snapshot
 from .hooks import Hook
-from .run import resize_like
 
 __all__ = ["FreshPointGuard"]
 
@@ -35,20 +34,8 @@ class FreshPointGuard(Hook):
         if not float(factor) > 1.0 or not int(n_points) >= 1:
             raise KanpinnError(f"FreshPointGuard: factor must be > 1 and n_points >= 1, got {factor!r}, {n_points!r}")
         self.every, self.factor, self.n_points = every, float(factor), int(n_points)
-        self._val = None
-        self.best = None                # (loss on fresh points, state, model config)
-
-    def _loss(self, run):
-        if self._val is None:
-            from .loss import Collocation, PINNLoss
-            seed = 2_000_029 + int(run.opts.get("seed") or 0)
-            colloc = Collocation(run.problem, max(int(run.opts["n_interior"]), self.n_points),
-                                 int(run.opts["n_boundary"]), run.opts["sampler"], seed, run.dtype, run.device,
-                                 run.comm)
-            self._val = PINNLoss(run.problem, run.model, colloc, run.params, run.opts["weights"])
-        self._val.weights = dict(run.loss.weights)
-        total, _ = self._val.loss()
-        return run.comm.sum_float(total.detach())
+        self._loss = FreshLoss(2_000_029, self.n_points)
+        self.best = None                # snapshot (loss on fresh points, state, model config)
 
     def on_solve_start(self, run):
         # LM refuses single steps that blow the fresh-point loss up, so most blow-ups never
@@ -56,20 +43,16 @@ class FreshPointGuard(Hook):
         run.holdout = lambda: self._loss(run)
 
     def _restore(self, run, why):
-        val, state, cfg = self.best
-        kan = innermost(run.model)[0]
-        resize_like(kan, cfg)
-        run.load_state(state)
+        restore(run, self.best)
         run.opt_state = None
-        run.note(f"{why}: restored the state with the lowest loss on fresh points ({val:.3g})")
+        run.note(f"{why}: restored the state with the lowest loss on fresh points ({self.best[0]:.3g})")
 
     def after_step(self, run, info):
         if run.global_step % self.every:
             return
         val = self._loss(run)
         if self.best is None or val < self.best[0]:
-            kan = innermost(run.model)[0]
-            self.best = (val, run.state_copy(), kan.config() if hasattr(kan, "config") else {})
+            self.best = snapshot(run, val)
         elif not val <= self.factor * self.best[0]:          # NaN counts as a blow-up
             run.stop = True
             run.stop_reason = (f"the loss on fresh points rose to {val:.3g}, {self.factor:g}x above its best "

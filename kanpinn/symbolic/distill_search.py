@@ -249,14 +249,11 @@ def distill_phase(problem, teacher_result, rows, o):
             return None
         per_output.append(chosen[1])
 
-    row, t0 = CandidateRow("distilled system", [], formula=sympy.Matrix(per_output)), time.perf_counter()
-    try:
+    row = CandidateRow("distilled system", [], formula=sympy.Matrix(per_output))
+    with attempt(row, refused="failed"):
         formula, ver = _judge(row, row.formula, problem, o)
         if ver.verified:
             best = (row.n_ops, ver.residual, formula, ver)
-    except Exception as exc:  # noqa: BLE001
-        row.why = f"failed: {type(exc).__name__}: {exc}"
-    row.seconds = time.perf_counter() - t0
     rows.append(row)
     _note(o["log"], row)
     return best

@@ -50,7 +50,7 @@ def symbolify_by_distillation(result, library=None, variables=None, options=None
 
     from .discover import discover
     from .fit import _threads
-    from .symbolify import SymbolicWarning
+    from .symbolify import SymbolicWarning, _symbols
     options = dict(options or {})
     other = sorted(set(options) - set(_OPTIONS))
     if other:
@@ -74,10 +74,10 @@ def symbolify_by_distillation(result, library=None, variables=None, options=None
                       f"{best.structure}). See kp.discover(problem, teacher=result) for the table.",
                       SymbolicWarning, stacklevel=3)
     if variables is not None:
-        names = variables.replace(",", " ").split() if isinstance(variables, str) else list(variables)
         old = [sympy.Symbol(v) for v in result.problem.variables]
-        if len(names) != len(old):
-            raise KanpinnError(f"symbolify: {len(names)} variable name(s) for a {len(old)}-D problem")
-        new = [n if isinstance(n, sympy.Symbol) else sympy.Symbol(str(n)) for n in names]
+        try:
+            new = _symbols(variables, None, len(old))
+        except ValueError as exc:
+            raise KanpinnError(f"symbolify: {exc}") from None
         formula = formula.xreplace(dict(zip(old, new)))
     return formula
