@@ -2,7 +2,9 @@
 
 A model that implements ``forward_jet(x, order)`` returns ``u`` (N, m), its gradient
 ``du`` (N, m, d) and the diagonal of its Hessian ``d2u`` (N, m, d), propagated forward
-through the layers analytically. A PDE loss built from them needs only one first-order
+through the layers analytically; asked for ``order`` 3 or 4 it may add the diagonal
+third and fourth derivatives ``d3u``, ``d4u`` (N, m, d): ∂³u/∂x_i³, ∂⁴u/∂x_i⁴ per input
+axis i (see "Orders 3 and 4" below). A PDE loss built from them needs only one first-order
 backward pass, where nested autograd needs a double backward through every layer (about
 3x slower on the reference problem, see FIELD_NOTES).
 
@@ -26,6 +28,32 @@ grad and leaves other than ``x`` (parameters) are constants.
 While ``recording()`` is active (a ``contextvars.ContextVar``, not module state), layers
 add a :class:`LayerRecord` for every evaluation: their outputs and a rule giving per-point
 parameter gradients from the gradients at those outputs (``kanpinn.solver.jacobian``).
+
+Orders 3 and 4 (KdV's u_xxx, a beam's u_xxxx, Kuramoto-Sivashinsky, biharmonic). Only
+the *diagonal* derivatives are carried, as for order 2: along one input axis every rule
+is a rule of one-variable calculus, so the extension is the same few formulas written
+to order K <= 4 (``MAX_ORDER``), with d_r = ∂^r/∂x_i^r for each axis i at once:
+
+- sums: termwise; products: Leibniz, (ab)_k = Σ_j C(k, j) a_j b_(k-j)
+  (``leibniz``); quotients: q_k = (a_k - Σ_(j>=1) C(k, j) b_j q_(k-j)) / b;
+- z = f(y) (an elementwise function, a KAN edge φ, an MLP activation): Faà di Bruno,
+  z_k = Σ_r f^(r)(y) B_(k,r)(y_1 .. y_k) with the partial Bell polynomials
+  B_(3,·) = (y3, 3 y1 y2, y1³), B_(4,·) = (y4, 3 y2² + 4 y1 y3, 6 y1² y2, y1⁴)
+  (``bell``, ``faa_di_bruno``). A KAN layer sums these over its inputs (one batched
+  product per order) and its rule for the structured Jacobian uses the same B_(k,r):
+  the signal at the edge derivative a_r is Σ_k Σ_d G_k B_(k,r).
+
+A jet holds its derivatives as the list ``Jet.derivs`` = [du, d2u, (d3u, (d4u))]; an
+expression's jet has the lowest order among its operands. Nothing is computed beyond
+order 2 unless asked: ``forward_jet(x, order)`` builds orders 3 and 4 only when
+``order`` says so (order 1 and 2 run the same code as before: the hand-written layer
+backward of ``kanpinn.layer_jet``), and the solver asks for them only when a residual
+needs them. It learns that with ``needed_order``: the residual is run once on a few
+points at order 2 while ``demanding()`` listens; ``kp.partial(u, x, i, 3)`` on a jet of
+order 2 notes the demand (``note_demand``) and answers by autograd on top of the jet.
+A model (or transform) that cannot carry order 3/4 returns what it has (u, du, d2u):
+``evaluate`` attaches it and the operators differentiate the rest by autograd, which
+is exact, only slower, and outside the structured Jacobian.
 """
 from __future__ import annotations
 
@@ -38,7 +66,10 @@ from typing import Callable, Optional
 import torch
 
 __all__ = ["Jet", "JetTensor", "attach", "lazy", "lookup", "evaluate", "supports_jet", "strip",
-           "recording", "record", "LayerRecord", "NotPointwise"]
+           "recording", "record", "LayerRecord", "NotPointwise", "MAX_ORDER", "bell", "faa_di_bruno",
+           "leibniz", "chain_polynomials", "horner", "demanding", "note_demand", "needed_order"]
+
+MAX_ORDER = 4           # the highest diagonal derivative a jet carries
 
 
 # --------------------------------------------------------------------------- records
@@ -86,13 +117,74 @@ def record(outputs, per_point_grads, n_points, stacked=False):
         records.append(LayerRecord(tuple(outputs), per_point_grads, int(n_points), bool(stacked)))
 
 
+# --------------------------------------------------------------------------- demand
+
+class _Demand:
+    """The highest derivative order a residual asked of a jet that did not hold it."""
+    __slots__ = ("order",)
+
+    def __init__(self):
+        self.order = 0
+
+
+_DEMAND: contextvars.ContextVar = contextvars.ContextVar("kanpinn_jet_demand", default=None)
+
+
+@contextmanager
+def demanding():
+    """Inside the block, ``note_demand`` records the highest order asked (``.order``)."""
+    holder = _Demand()
+    token = _DEMAND.set(holder)
+    try:
+        yield holder
+    finally:
+        _DEMAND.reset(token)
+
+
+def note_demand(order: int):
+    """A derivative of ``order`` was asked of a jet of lower order (operators call this)."""
+    holder = _DEMAND.get()
+    if holder is not None and order > holder.order:
+        holder.order = int(order)
+
+
+def needed_order(residual, x: torch.Tensor, model, base: int = 2, probe: int = 8) -> int:
+    """The jet order a residual needs: ``residual(xs, u)`` is run once on the first
+    ``probe`` points of ``x`` with ``u`` of order ``base`` (its jets' demands noted);
+    returns max(base, the highest order asked), at most ``MAX_ORDER``. Layer records of
+    the probe are kept out of any active ``recording()``; nothing else is changed."""
+    if not supports_jet(model) or x.shape[0] == 0:
+        return base
+    xs = strip(x)[:probe].detach().clone().requires_grad_(True)
+    with recording(), demanding() as want, torch.enable_grad():
+        residual(xs, evaluate(model, xs, base))
+    return max(base, min(want.order, MAX_ORDER))
+
+
 # --------------------------------------------------------------------------- jets
 
 @dataclass
 class Jet:
     x: torch.Tensor                 # (N, d) the input the derivatives are taken against
     du: torch.Tensor                # (N, m, d)
-    d2u: Optional[torch.Tensor]     # (N, m, d) diagonal second derivatives, or None
+    d2u: Optional[torch.Tensor] = None     # (N, m, d) diagonal second derivatives, or None
+    d3u: Optional[torch.Tensor] = None     # (N, m, d) diagonal third derivatives, or None
+    d4u: Optional[torch.Tensor] = None     # (N, m, d) diagonal fourth derivatives, or None
+
+    @property
+    def derivs(self) -> list:
+        """[du, d2u, ...] up to the first absent one: len is the jet's order."""
+        out = []
+        for d in (self.du, self.d2u, self.d3u, self.d4u):
+            if d is None:
+                break
+            out.append(d)
+        return out
+
+
+def _make_jet(x, derivs) -> Jet:
+    ds = list(derivs)[:MAX_ORDER]
+    return Jet(x, *ds)
 
 
 class JetTensor(torch.Tensor):
@@ -129,13 +221,14 @@ def _wrap(out, x, src):
     return t
 
 
-def attach(u: torch.Tensor, x: torch.Tensor, du: torch.Tensor, d2u=None) -> torch.Tensor:
-    """``u`` as a JetTensor carrying its derivatives with respect to ``x``."""
-    return _wrap(u, x, Jet(x, du, d2u))
+def attach(u: torch.Tensor, x: torch.Tensor, du: torch.Tensor, d2u=None, *higher) -> torch.Tensor:
+    """``u`` as a JetTensor carrying its derivatives with respect to ``x`` (``higher``:
+    d3u and d4u, when the jet has them)."""
+    return _wrap(u, x, _make_jet(x, (du, d2u) + tuple(higher)))
 
 
 def lazy(u: torch.Tensor, x: torch.Tensor, compute) -> torch.Tensor:
-    """``u`` as a JetTensor whose jet ``compute() -> (du, d2u)`` runs on first use."""
+    """``u`` as a JetTensor whose jet ``compute() -> (du, d2u, ...)`` runs on first use."""
     return _wrap(u, x, compute)
 
 
@@ -148,8 +241,7 @@ def _resolve(t: JetTensor) -> Optional[Jet]:
     src = t._jet_src
     if src is None or isinstance(src, Jet):
         return src
-    du, d2u = src()
-    jet = Jet(t._jet_x, du, d2u)
+    jet = _make_jet(t._jet_x, src())
     t._jet_src = jet
     return jet
 
@@ -168,20 +260,71 @@ def supports_jet(model) -> bool:
 def evaluate(model, x: torch.Tensor, order: int = 2) -> torch.Tensor:
     """``model(x)`` with derivatives up to ``order`` attached (for order 0 the model's
     ``forward_values`` when it has one, else ``model(x)``; for models without
-    ``forward_jet`` autograd then serves the derivatives)."""
+    ``forward_jet`` autograd then serves the derivatives). A model may return fewer
+    derivatives than asked for (u, du, d2u for any order >= 2): the operators then take
+    the rest by autograd."""
     if order <= 0 or not supports_jet(model):
         values = getattr(model, "forward_values", None)
         return values(x) if order <= 0 and callable(values) else model(x)
-    u, du, d2u = model.forward_jet(x, order)
-    return attach(strip(u), x, du, d2u)
+    u, *derivs = model.forward_jet(x, order)
+    return _wrap(strip(u), x, _make_jet(x, derivs))
 
 
 def identity_jet(x: torch.Tensor, order: int):
-    """Jet of the input itself: gradient the identity, second derivatives zero."""
+    """Jet of the input itself: gradient the identity, second derivatives zero. For
+    order > 2 a third entry: the list of zero higher derivatives (orders 3 .. order)."""
     n, d = x.shape
     g = torch.eye(d, dtype=x.dtype, device=x.device).expand(n, d, d)
     h = torch.zeros_like(g) if order >= 2 else None
+    if order > 2:
+        return g, h, [h] * (order - 2)
     return g, h
+
+
+# --------------------------------------------------------------------------- calculus
+
+def bell(g: list) -> list:
+    """Partial Bell polynomials of a jet g = [g1, .., gK] (K <= 4), the Faà di Bruno
+    weights: B[k][r] for 1 <= r <= k <= K (B[k][0] unused, None), so that
+    (f∘y)_k = Σ_r f^(r)(y) B[k][r](y_1 .. y_k)."""
+    K = len(g)
+    B = [None, [None, g[0]]]
+    if K >= 2:
+        g1, g2 = g[0], g[1]
+        B.append([None, g2, g1 * g1])
+    if K >= 3:
+        g3 = g[2]
+        g11 = B[2][2]
+        B.append([None, g3, 3 * g1 * g2, g11 * g1])
+    if K >= 4:
+        g4 = g[3]
+        B.append([None, g4, 3 * g2 * g2 + 4 * g1 * g3, 6 * g11 * g2, g11 * g11])
+    return B
+
+
+def faa_di_bruno(f: list, g: list) -> list:
+    """Derivatives [z1 .. zK] of z = F(y) along one direction, from F's derivatives
+    f = [F', F'', ...] (at least K of them) at y and y's derivatives g = [y1 .. yK]."""
+    B = bell(g)
+    out = []
+    for k in range(1, len(g) + 1):
+        acc = f[0] * B[k][1]
+        for r in range(2, k + 1):
+            acc = acc + f[r - 1] * B[k][r]
+        out.append(acc)
+    return out
+
+
+def leibniz(a, da: list, b, db: list) -> list:
+    """Derivatives [1 .. K] of a·b from values a, b and derivative lists da, db (K each;
+    values broadcast against the derivatives)."""
+    out = []
+    for k in range(1, len(da) + 1):
+        acc = a * db[k - 1] + b * da[k - 1]
+        for j in range(1, k):
+            acc = acc + math.comb(k, j) * da[j - 1] * db[k - j - 1]
+        out.append(acc)
+    return out
 
 
 def compose_elementwise(f0, f1, f2, g, h):
@@ -245,17 +388,19 @@ def _fits(out, x):
 
 
 def _jets(ops):
-    """Resolved (du, d2u) per operand; constants give (None, None)."""
+    """Resolved derivative lists per operand, all cut to the lowest order among the
+    jets (constants give None), and that order K."""
     res = []
     for o in ops:
         if o.source is None:
-            res.append((None, None))
+            res.append(None)
             continue
         jet = _resolve(o.source)
         if jet is None:
             raise RuntimeError("kanpinn: a jet disappeared while an expression needed it")
-        res.append((jet.du, jet.d2u))
-    return res
+        res.append(jet.derivs)
+    K = min(len(r) for r in res if r is not None)
+    return [None if r is None else r[:K] for r in res], K
 
 
 def _lift(c):
@@ -264,16 +409,13 @@ def _lift(c):
 
 
 def _finish(out, x, compute):
-    """Wrap ``out`` with a lazy jet; ``compute() -> (du, d2u)`` may return partial shapes
-    that broadcast to (N, m, d)."""
+    """Wrap ``out`` with a lazy jet; ``compute() -> [d1, .., dK]`` may return partial
+    shapes that broadcast to (N, m, d)."""
     n, m = out.shape
     d = x.shape[1]
 
     def full():
-        du, d2u = compute()
-        du = du.expand(n, m, d)
-        d2u = d2u.expand(n, m, d) if d2u is not None else None
-        return du, d2u
+        return [t.expand(n, m, d) for t in compute()]
     return _wrap(out, x, full)
 
 
@@ -285,11 +427,9 @@ def _add_rule(sign_a, sign_b):
         _fits(out, x)
 
         def compute():
-            (ga, ha), (gb, hb) = _jets([a, b])
-            g = _signed_sum(ga, gb, sign_a, sign_b)
-            h = None if (ha is None and a.source is not None) or (hb is None and b.source is not None) \
-                else _signed_sum(ha, hb, sign_a, sign_b)
-            return g, h
+            (da, db), K = _jets([a, b])
+            return [_signed_sum(None if da is None else da[k], None if db is None else db[k], sign_a, sign_b)
+                    for k in range(K)]
         return _finish(out, x, compute)
     return rule
 
@@ -309,15 +449,14 @@ def _mul(out, args, kwargs):
     _fits(out, x)
 
     def compute():
-        (ga, ha), (gb, hb) = _jets([a, b])
-        if ga is None:
+        (da, db), _ = _jets([a, b])
+        if da is None:
             c = _lift(a.value)
-            return c * gb, (c * hb if hb is not None else None)
-        if gb is None:
+            return [c * t for t in db]
+        if db is None:
             c = _lift(b.value)
-            return c * ga, (c * ha if ha is not None else None)
-        _, g, h = product(a.value, ga, ha if hb is not None else None, b.value, gb, hb)
-        return g, h
+            return [c * t for t in da]
+        return leibniz(_lift(a.value), da, _lift(b.value), db)
     return _finish(out, x, compute)
 
 
@@ -328,16 +467,18 @@ def _div(out, args, kwargs):
     _fits(out, x)
 
     def compute():
-        (ga, ha), (gb, hb) = _jets([a, b])
-        if gb is None:                                     # u / c
+        (da, db), K = _jets([a, b])
+        if db is None:                                     # u / c
             c = _lift(b.value)
-            return ga / c, (ha / c if ha is not None else None)
-        q, bv = _lift(strip(out)), _lift(b.value)               # q = a / b
-        gq = ((ga if ga is not None else 0) - q * gb) / bv
-        h = None
-        if hb is not None and (ga is None or ha is not None):
-            h = ((ha if ha is not None else 0) - 2 * gq * gb - q * hb) / bv
-        return gq, h
+            return [t / c for t in da]
+        q, bv = _lift(strip(out)), _lift(b.value)          # q = a / b: a_k = Σ_j C(k,j) b_j q_(k-j)
+        qs = [q]
+        for k in range(1, K + 1):
+            acc = da[k - 1] if da is not None else 0
+            for j in range(1, k + 1):
+                acc = acc - math.comb(k, j) * db[j - 1] * qs[k - j]
+            qs.append(acc / bv)
+        return qs[1:]
     return _finish(out, x, compute)
 
 
@@ -356,13 +497,13 @@ def _neg(out, args, kwargs):
     _fits(out, x)
 
     def compute():
-        ((ga, ha),) = _jets([a])
-        return -ga, (-ha if ha is not None else None)
+        (da,), _ = _jets([a])
+        return [-t for t in da]
     return _finish(out, x, compute)
 
 
 def _elementwise(derivatives):
-    """A rule for y = f(u): ``derivatives(u, y) -> (f'(u), f''(u))``."""
+    """A rule for y = f(u): ``derivatives(u, y, K) -> [f'(u), .., f^(K)(u)]``."""
     def rule(out, args, kwargs):
         if kwargs or len(args) != 1:
             raise _Plain
@@ -370,12 +511,22 @@ def _elementwise(derivatives):
         _fits(out, x)
 
         def compute():
-            ((ga, ha),) = _jets([a])
-            f1, f2 = derivatives(a.value, strip(out))
-            _, g, h = compose_elementwise(None, f1, f2, ga, ha)
-            return g, h
+            (da,), K = _jets([a])
+            f = [_lift(t) for t in derivatives(a.value, strip(out), K)]
+            return faa_di_bruno(f, da)
         return _finish(out, x, compute)
     return rule
+
+
+def _power_derivatives(p):
+    """d^r/du^r u^p = p (p-1) .. (p-r+1) u^(p-r) (zero once a factor is 0)."""
+    def derivatives(u, y, K):
+        out, c = [], 1.0
+        for r in range(1, K + 1):
+            c *= p - r + 1
+            out.append(c * u ** (p - r) if c != 0 else torch.zeros_like(u))
+        return out
+    return derivatives
 
 
 def _pow(out, args, kwargs):
@@ -384,11 +535,7 @@ def _pow(out, args, kwargs):
     base, p = args
     if not (isinstance(base, JetTensor) and isinstance(p, (int, float)) and not isinstance(p, bool)):
         raise _Plain
-    def derivatives(u, y):
-        f1 = p * u ** (p - 1) if p != 0 else torch.zeros_like(u)
-        f2 = p * (p - 1) * u ** (p - 2) if p not in (0, 1) else torch.zeros_like(u)
-        return f1, f2
-    return _elementwise(derivatives)(out, (base,), {})
+    return _elementwise(_power_derivatives(p))(out, (base,), {})
 
 
 def _rpow(out, args, kwargs):
@@ -399,20 +546,56 @@ def _rpow(out, args, kwargs):
     if not (isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0):
         raise _Plain
     lc = math.log(c)
-    return _elementwise(lambda _, y: (y * lc, y * lc * lc))(out, (u,), {})
+    return _elementwise(lambda _, y, K: [y * lc ** r for r in range(1, K + 1)])(out, (u,), {})
+
+
+def chain_polynomials(rate, count):
+    """[P_1 .. P_count]: f^(r) = P_r(y) for y = f(u) when dy/du is the polynomial ``rate``
+    in y (coefficients, lowest power first; tanh: 1 - y², sigmoid: y - y²), by
+    P_(r+1) = P_r'(y) · rate(y)."""
+    polys = [list(rate)]
+    for _ in range(count - 1):
+        p = polys[-1]
+        dp = [i * p[i] for i in range(1, len(p))] or [0.0]
+        prod = [0.0] * (len(dp) + len(rate) - 1)
+        for i, a in enumerate(dp):
+            for j, b in enumerate(rate):
+                prod[i + j] += a * b
+        polys.append(prod)
+    return polys
+
+
+def horner(p, y):
+    """Σ_i p[i] y^i (p a list of numbers) elementwise."""
+    acc = p[-1] + 0 * y
+    for c in reversed(p[:-1]):
+        acc = acc * y + c
+    return acc
+
+
+def _chain_in_y(rate):
+    """Derivatives of y = f(u) for dy/du a polynomial in y (``chain_polynomials``),
+    formed once here, evaluated by Horner's rule."""
+    polys = chain_polynomials(rate, MAX_ORDER)
+    return lambda u, y, K: [horner(polys[r], y) for r in range(K)]
+
+
+def _cycle(*fns):
+    """Derivatives that repeat with period len(fns): fns[r % n](u, y) is f^(r+1)."""
+    return lambda u, y, K: [fns[r % len(fns)](u, y) for r in range(K)]
 
 
 _FUNCTIONS = {
-    "sin": lambda u, y: (torch.cos(u), -y),
-    "cos": lambda u, y: (-torch.sin(u), -y),
-    "exp": lambda u, y: (y, y),
-    "log": lambda u, y: (1 / u, -1 / (u * u)),
-    "tanh": lambda u, y: (1 - y * y, -2 * y * (1 - y * y)),
-    "sigmoid": lambda u, y: (y * (1 - y), y * (1 - y) * (1 - 2 * y)),
-    "sqrt": lambda u, y: (0.5 / y, -0.25 / (y * y * y)),
-    "square": lambda u, y: (2 * u, 2 + 0 * u),
-    "sinh": lambda u, y: (torch.cosh(u), y),
-    "cosh": lambda u, y: (torch.sinh(u), y),
+    "sin": _cycle(lambda u, y: torch.cos(u), lambda u, y: -y, lambda u, y: -torch.cos(u), lambda u, y: y),
+    "cos": _cycle(lambda u, y: -torch.sin(u), lambda u, y: -y, lambda u, y: torch.sin(u), lambda u, y: y),
+    "exp": lambda u, y, K: [y] * K,
+    "log": lambda u, y, K: [(-1) ** (r - 1) * math.factorial(r - 1) / u ** r for r in range(1, K + 1)],
+    "tanh": _chain_in_y([1.0, 0.0, -1.0]),
+    "sigmoid": _chain_in_y([0.0, 1.0, -1.0]),
+    "sqrt": _power_derivatives(0.5),
+    "square": lambda u, y, K: [2 * u, 2 + 0 * u, 0 * u, 0 * u][:K],
+    "sinh": _cycle(lambda u, y: torch.cosh(u), lambda u, y: y),
+    "cosh": _cycle(lambda u, y: torch.sinh(u), lambda u, y: y),
 }
 
 
@@ -440,8 +623,7 @@ def _getitem(out, args, kwargs):
     _fits(out, x)
 
     def compute():
-        jet = _resolve(src)
-        return jet.du[:, cols], (jet.d2u[:, cols] if jet.d2u is not None else None)
+        return [t[:, cols] for t in _resolve(src).derivs]
     return _finish(out, x, compute)
 
 
@@ -455,8 +637,7 @@ def _column_pieces(out, src, sizes):
     x, pieces, at = src._jet_x, [], 0
     for piece, w in zip(out, sizes):
         def compute(a=at, b=at + w):
-            jet = _resolve(src)
-            return jet.du[:, a:b], (jet.d2u[:, a:b] if jet.d2u is not None else None)
+            return [t[:, a:b] for t in _resolve(src).derivs]
         pieces.append(_finish(piece, x, compute))
         at += w
     return type(out)(pieces) if isinstance(out, tuple) else pieces
@@ -496,18 +677,15 @@ def _join(out, tensors):
     d = x.shape[1]
 
     def compute():
-        js = _jets(ops)
-        order2 = all(h is not None for (g, h), o in zip(js, ops) if o.source is not None)
-        gs, hs = [], []
-        for (g, h), o in zip(js, ops):
+        js, K = _jets(ops)
+        cols = [[] for _ in range(K)]
+        for ds, o in zip(js, ops):
             n, w = o.value.shape
-            if g is None:
-                z = o.value.new_zeros(()).expand(n, w, d)
-                g, h = z, z
-            gs.append(g.expand(n, w, d))
-            if order2:
-                hs.append(h.expand(n, w, d))
-        return torch.cat(gs, 1), (torch.cat(hs, 1) if order2 else None)
+            if ds is None:
+                ds = [o.value.new_zeros(()).expand(n, w, d)] * K
+            for k in range(K):
+                cols[k].append(ds[k].expand(n, w, d))
+        return [torch.cat(c, 1) for c in cols]
     return _finish(out, x, compute)
 
 

@@ -239,17 +239,50 @@ class KAN(nn.Module):
         return y
 
     def forward_jet(self, x, order=2):
-        """Value, gradient (N, m, d) and Hessian diagonal (N, m, d) w.r.t. x."""
+        """Value, gradient (N, m, d) and Hessian diagonal (N, m, d) w.r.t. x; for
+        ``order`` 3 or 4 also the diagonal third (and fourth) derivatives (N, m, d)
+        (``kanpinn.jet``, "Orders 3 and 4"; B-splines need k >= order; a KAN with
+        symbolic edges stops at order 2 and autograd serves the rest)."""
         self._check_input(x)
+        if order > 2 and any(layer.symbolic for layer in self.layers):
+            order = 2
+        order = min(order, jets.MAX_ORDER)
         if x.shape[0] == 0:
             d = x.shape[1]
-            return self._empty(x), x.new_zeros(0, self.width_out, d), (None if order < 2 else x.new_zeros(0, self.width_out, d))
+            z = x.new_zeros(0, self.width_out, d)
+            return (self._empty(x), z, (None if order < 2 else z), *([z] * (order - 2)))
+        if order > 2:
+            g, h, hi = jets.identity_jet(x, order)
+            y, ds = self.propagate(x, [g, h, *hi], identity=True)
+            return (y, *ds)
         g, h = jets.identity_jet(x, order)
         y = x
         for li, layer in enumerate(self.layers):
             y, g, h = layer.forward_jet(y, g, h, identity_input=(li == 0))
             y, g, h = self._mult_jet(li, y, g, h)
         return y, g, h
+
+    def propagate(self, z, ds, identity=False):
+        """(y, [d1 .. dK]): the layers applied to an input z (N, in) whose diagonal jet
+        ds = [g, h, t3, (t4)] (each (N, in, d)) is given, for K = len(ds) >= 3 (orders
+        1 and 2 take ``forward_jet``'s own route). ``identity``: z is the network input
+        (ds the identity's jet). Each edge is univariate, so Faà di Bruno per axis is
+        exact for the diagonal derivatives."""
+        y = z
+        for li, layer in enumerate(self.layers):
+            y, *ds = layer.forward_jet(y, ds[0], ds[1], identity_input=identity and li == 0, higher=ds[2:])
+            y, ds = self._mult_jet_high(li, y, ds)
+        return y, ds
+
+    def _mult_jet_high(self, li, y, ds):
+        """``_mult_jet`` for a jet of any order (Leibniz)."""
+        n_sum, n_mult = self.widths[li + 1]
+        if not n_mult:
+            return y, ds
+        a, b = slice(n_sum, None, 2), slice(n_sum + 1, None, 2)
+        prods = jets.leibniz(y[:, a, None], [t[:, a] for t in ds], y[:, b, None], [t[:, b] for t in ds])
+        y = torch.cat([y[:, :n_sum], y[:, a] * y[:, b]], 1)
+        return y, [torch.cat([t[:, :n_sum], p], 1) for t, p in zip(ds, prods)]
 
     def _empty(self, x):
         """The (0, width_out) output of an empty batch, still attached to x and to the

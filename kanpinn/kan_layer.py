@@ -116,21 +116,31 @@ class KANLayer(nn.Module):
         jets.record((y,), _Rule(self, x, None, None, False), x.shape[0], stacked=True)
         return self._add_symbolic(x, None, None, y, None, None)[0]
 
-    def forward_jet(self, x, g, h, identity_input=False):
+    def forward_jet(self, x, g, h, identity_input=False, higher=()):
         """Propagate a jet. x: (N, in); g, h: (N, in, d) (h may be None).
         ``identity_input``: x is the network input (g the identity, h zero).
         Returns y (N, out), gy (N, out, d), hy (N, out, d) or None.
+
+        ``higher``: the input's diagonal third (and fourth) derivatives (N, in, d) for a
+        jet of order 3 (4); the outputs then add d3 (and d4) (N, out, d) (see
+        ``kanpinn.jet``, "Orders 3 and 4"; a B-spline basis needs k >= the order).
 
         One autograd node with a hand-written backward (``kanpinn.layer_jet``). Inside a
         ``kanpinn.jet.recording()`` block the layer also records its outputs with
         ``per_point_grads``, its rule for the structured Jacobian."""
         c, wb = self._weights()
         C = c.reshape(self.in_dim, self.basis.size, self.out_dim)
+        if higher:
+            if self.symbolic:
+                raise KanpinnError("symbolic edges carry jets up to order 2; ask forward_jet for order <= 2")
+            outs = edge_jet(self.basis, x, g, h, C, wb, identity_input, higher=tuple(higher))
+            jets.record(outs, _Rule(self, x, g, h, identity_input, tuple(higher)), x.shape[0], stacked=True)
+            return outs
         y, gy, hy = edge_jet(self.basis, x, g, h, C, wb, identity_input)
         jets.record((y, gy, hy), _Rule(self, x, g, h, identity_input), x.shape[0], stacked=True)
         return self._add_symbolic(x, g, h, y, gy, hy)
 
-    def per_point_grads(self, x, g, h, identity, deltas, local=False):
+    def per_point_grads(self, x, g, h, identity, deltas, local=False, higher=()):
         """{parameter: (N, numel)}: each point's gradient of a pointwise residual with
         respect to this layer's parameters, given ``deltas``, the gradients of the summed
         residual at the outputs (y, gy, hy) of an evaluation at x (with input jet g, h).
@@ -155,7 +165,8 @@ class KANLayer(nn.Module):
                            for d in deltas)
         scale = self.scale_sp * self.mask                                    # (in, out)
         # Gc comes scaled (the coefficients' gradient), Gs the unscaled spline's (scale_sp's)
-        first, Gc, Gb, Gs = edge_param_grads(self.basis, x, g, h, identity, deltas, coef=self.coef, scale=scale)
+        first, Gc, Gb, Gs = edge_param_grads(self.basis, x, g, h, identity, deltas, coef=self.coef, scale=scale,
+                                             higher=higher)
         n, n_in, w = Gc.shape[:3]
         lead = (n,) if B is None else (B, n)
         if B is not None:               # (N, ..., B·O) -> (B, N, ..., O)
@@ -246,16 +257,16 @@ class _Rule:
     called with the deltas it gives dense per-point gradients, what every caller of a
     record understands; ``local(deltas)`` gives the B-spline coefficients' as
     ``LocalColumns``, for a caller that writes them straight into J."""
-    __slots__ = ("layer", "args")
+    __slots__ = ("layer", "args", "higher")
 
-    def __init__(self, layer, x, g, h, identity):
-        self.layer, self.args = layer, (x, g, h, identity)
+    def __init__(self, layer, x, g, h, identity, higher=()):
+        self.layer, self.args, self.higher = layer, (x, g, h, identity), higher
 
     def __call__(self, deltas):
-        return self.layer.per_point_grads(*self.args, deltas)
+        return self.layer.per_point_grads(*self.args, deltas, higher=self.higher)
 
     def local(self, deltas):
-        return self.layer.per_point_grads(*self.args, deltas, local=True)
+        return self.layer.per_point_grads(*self.args, deltas, local=True, higher=self.higher)
 
 
 def _lstsq(A, Y):

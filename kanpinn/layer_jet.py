@@ -46,6 +46,8 @@ import weakref
 import torch
 
 from .bsplines import scatter_dense
+from .errors import KanpinnError
+from .jet import bell, chain_polynomials, horner
 
 __all__ = ["edge_jet", "silu_derivatives", "edge_derivatives", "input_features", "edge_param_grads"]
 
@@ -54,7 +56,9 @@ def silu_derivatives(x, order):
     """SiLU and its derivatives up to ``order`` (<= 3), elementwise.
 
     With s = σ(x), σ' = s(1-s) and t = 1-2s: SiLU' = s + x σ', SiLU'' = σ'(2 + x t),
-    SiLU''' = σ'(3t + x(1 - 6σ'))."""
+    SiLU''' = σ'(3t + x(1 - 6σ')); beyond, SiLU^(n) = x σ^(n) + n σ^(n-1) with σ^(n) a
+    polynomial in s (``jet.chain_polynomials``); ``order`` <= 5 (a 4th-order jet's
+    backward needs the 5th)."""
     s = torch.sigmoid(x)
     out = [x * s]
     if order >= 1:
@@ -65,6 +69,12 @@ def silu_derivatives(x, order):
         out.append((x * t + 2) * ds)
     if order >= 3:
         out.append(torch.add(x * torch.rsub(ds, 1, alpha=6), t, alpha=3) * ds)
+    if order >= 4:
+        if order > 5:
+            raise KanpinnError(f"SiLU derivatives are implemented up to order 5, got {order}")
+        P = chain_polynomials([0.0, 1.0, -1.0], order)                 # σ^(n) = P[n-1](s)
+        for n in range(4, order + 1):
+            out.append(torch.addcmul(n * horner(P[n - 2], s), x, horner(P[n - 1], s)))
     return out
 
 
@@ -405,20 +415,21 @@ class _InputJet(torch.autograd.Function):
         y = a[:, 0].sum(0)
         gy = a[:, 1].permute(1, 2, 0)
         hy = a[:, 2].permute(1, 2, 0) if order > 1 else None
-        return y, gy, hy
+        # orders 3 and 4 (diagonal): the identity input's r-th derivative is a_r itself
+        return (y, gy, hy, *(a[:, r].permute(1, 2, 0) for r in range(3, order + 1)))
 
     @staticmethod
-    def backward(ctx, Gy, Ggy, Ghy):
+    def backward(ctx, Gy, *Gd):
         x, Cp, Dp, a = ctx.saved_tensors
         basis, order = ctx.args
         if torch.is_grad_enabled():
             return (*_regrad(ctx, (x, Cp), lambda x, Cp: _input_jet_by_pieces(basis, x, Cp, order),
-                             (Gy, Ggy, Ghy)), None, None, None)
+                             (Gy, *Gd)), None, None, None)
         I, _, n, O = a.shape
         R = order + 1
         zero = a.new_zeros(())
         A = [Gy.expand(I, n, O) if Gy is not None else zero.expand(I, n, O)]
-        for G in (Ggy, Ghy)[:order]:
+        for G in Gd[:order]:
             A.append(G.permute(2, 0, 1) if G is not None else zero.expand(I, n, O))
         A = torch.stack(A, 1)                                                # (I, R, N, O)
         dx = dCp = None
@@ -435,14 +446,62 @@ def _input_jet_by_pieces(basis, x, Cp, order):
     pieces = callable(getattr(basis, "piece_derivatives", None))
     coef = basis.piece_derivatives(C, order) if pieces else C
     a, _, _ = edge_derivatives(basis, x, coef, Wb, order, pieces)
+    if order > 2:
+        return _combine_high(a, None, order)
     return _combine(a, None, None, True, order)
 
 
-def edge_jet(basis, x, g, h, C, Wb, identity=False):
+def _combine_high(a, ds, order):
+    """(y, d1, d2, .., d_order) from the edge derivatives a (list of (N, I, O)) and the
+    input's diagonal jet ds = [g, h, t3, (t4)] (each (N, I, D); None: the network input,
+    g the identity and the rest zero). Faà di Bruno along each axis,
+    d_k = Σ_i Σ_r a_r B_(k,r)(ds), as one batched product per k over (r, i)."""
+    y = a[0].sum(1)
+    if ds is None:
+        return (y, *(a[r].transpose(1, 2) for r in range(1, order + 1)))
+    B = bell(ds[:order])
+    out = [y]
+    for k in range(1, order + 1):
+        lhs = torch.cat([a[r].transpose(1, 2) for r in range(1, k + 1)], 2)   # (N, O, k·I)
+        rhs = torch.cat([B[k][r] for r in range(1, k + 1)], 1)                # (N, k·I, D)
+        out.append(torch.bmm(lhs, rhs))
+    return tuple(out)
+
+
+def _check_order(basis, order):
+    """A B-spline of degree k has k - 1 continuous derivatives; its k-th is piecewise
+    constant and every higher one zero between the knots. A jet of order > k would
+    give a residual that cannot see the splines at all (u_xxxx of a cubic KAN is the
+    SiLU path's alone): refused, not a silent zero."""
+    k = getattr(basis, "k", None)
+    if order > 2 and k is not None and order > k:
+        raise KanpinnError(f"a derivative of order {order} of a KAN with B-splines of order k={k} "
+                           f"is zero between the knots; use k >= {order + 1} (e.g. KAN(..., k=5)) "
+                           f"for a residual with {order}th derivatives")
+
+
+def edge_jet(basis, x, g, h, C, Wb, identity=False, higher=()):
     """(y (N, O), gy (N, O, D), hy (N, O, D) or None) of a KAN layer's edges; see the
     module docstring. C: (I, nb, O) spline coefficients (scales and mask folded in);
     Wb: (I, O) base weights; ``h`` None: first-order jet; ``identity``: x is the network
-    input (g, h are then not used)."""
+    input (g, h are then not used).
+
+    ``higher``: the input's diagonal third (and fourth) derivatives [t3, (t4)] (N, I, D)
+    for a jet of order 3 (4) (for the network input only their count matters); the
+    outputs then add d3 (and d4) (N, O, D). Orders 3 and 4 run as plain autograd ops
+    (differentiable to any order; Faà di Bruno, ``_combine_high``), except the network
+    input's cached-feature product, which serves every order."""
+    if higher:
+        order = 2 + len(higher)
+        _check_order(basis, order)
+        top = order + int(x.requires_grad and torch.is_grad_enabled())
+        if identity and _use_features(basis, x, top):
+            Cp = torch.cat([C, Wb[:, None, :]], 1)
+            return _InputJet.apply(x, Cp, input_features(basis, x, top), basis, order)
+        pieces = callable(getattr(basis, "piece_derivatives", None))
+        coef = basis.piece_derivatives(C, order) if pieces else C
+        a, _, _ = edge_derivatives(basis, x, coef, Wb, order, pieces)
+        return _combine_high(a, None if identity else [g, h, *higher], order)
     order = 1 if h is None else 2
     top = order + int(x.requires_grad and torch.is_grad_enabled())
     if identity:
@@ -465,7 +524,7 @@ def _sum_d(u, G, acc=None):
     return acc
 
 
-def edge_param_grads(basis, x, g, h, identity, deltas, coef=None, scale=None):
+def edge_param_grads(basis, x, g, h, identity, deltas, coef=None, scale=None, higher=()):
     """Per-point gradients of a KAN layer's edge functions, for the structured Jacobian.
 
     ``deltas`` = (Gy (N, O), Ggy (N, O, D), Ghy (N, O, D)), the gradients of a sum of
@@ -489,7 +548,7 @@ def edge_param_grads(basis, x, g, h, identity, deltas, coef=None, scale=None):
     build by the product route, with its scaling)."""
     Gy, Ggy, Ghy = (tuple(deltas) + (None, None, None))[:3]
     n, I = x.shape
-    O = next(d.shape[1] for d in (Gy, Ggy, Ghy) if d is not None)
+    O = next(d.shape[1] for d in deltas if d is not None)
     A = [Gy[:, None, :].expand(n, I, O) if Gy is not None else None]
     if Ggy is not None or Ghy is not None:
         if identity:                    # g the identity (D = I), h zero
@@ -503,6 +562,20 @@ def edge_param_grads(basis, x, g, h, identity, deltas, coef=None, scale=None):
                 a1 = _sum_d(h, Ghy, a1)
             A.append(a1)
             A.append(_sum_d(g * g, Ghy) if Ghy is not None else None)
+    hi = tuple(deltas)[3:]
+    if any(d is not None for d in hi):
+        # orders 3, 4 (``higher`` = the input's t3, t4): A_r += Σ_k Σ_d G_k B_(k,r), the
+        # Faà di Bruno weights of the forward (``jet.bell``)
+        A += [None] * (3 + len(hi) - len(A))
+        if identity:
+            for k, Gk in enumerate(hi, start=3):
+                A[k] = Gk.transpose(1, 2) if Gk is not None else None
+        else:
+            B = bell([g, h, *higher][:2 + len(hi)])
+            for k, Gk in enumerate(hi, start=3):
+                if Gk is not None:
+                    for r in range(1, k + 1):
+                        A[r] = _sum_d(B[k][r], Gk, A[r])
     while A and A[-1] is None:
         A.pop()
     R = len(A)

@@ -12,6 +12,9 @@ from .options import check_mlp_arguments
 __all__ = ["MLP", "ACTIVATIONS"]
 
 
+# Each activation returns its value and derivatives up to ``order`` (<= 4, jet.MAX_ORDER;
+# orders 3 and 4 only for a jet of that order: the order-2 path is unchanged).
+
 def _tanh(x, order):
     t = torch.tanh(x)
     out = [t]
@@ -19,11 +22,15 @@ def _tanh(x, order):
         out.append(1 - t * t)
     if order >= 2:
         out.append(-2 * t * (1 - t * t))
+    if order >= 3:                      # tanh^(r) a polynomial in t (tanh' = 1 - t²)
+        P = jets.chain_polynomials([1.0, 0.0, -1.0], order)
+        out += [jets.horner(P[r - 1], t) for r in range(3, order + 1)]
     return out
 
 
 def _sin(x, order):
-    return [torch.sin(x), torch.cos(x), -torch.sin(x)][: order + 1]
+    s, c = torch.sin(x), torch.cos(x)
+    return [s, c, -s, -c, s][: order + 1]
 
 
 def _silu(x, order):
@@ -33,14 +40,25 @@ def _silu(x, order):
 
 def _softplus(x, order):
     s = torch.sigmoid(x)
-    return [nn.functional.softplus(x), s, s * (1 - s)][: order + 1]
+    out = [nn.functional.softplus(x), s, s * (1 - s)][: order + 1]
+    if order >= 3:                      # softplus^(r) = σ^(r-1), a polynomial in s
+        P = jets.chain_polynomials([0.0, 1.0, -1.0], order - 1)
+        out += [jets.horner(P[r - 2], s) for r in range(3, order + 1)]
+    return out
 
 
 def _gelu(x, order):
     # exact GELU: x Φ(x); Φ' = φ
     cdf = 0.5 * (1 + torch.erf(x / 2 ** 0.5))
     pdf = torch.exp(-0.5 * x * x) / (2 * torch.pi) ** 0.5
-    return [x * cdf, cdf + x * pdf, (2 - x * x) * pdf][: order + 1]
+    out = [x * cdf, cdf + x * pdf, (2 - x * x) * pdf][: order + 1]
+    # GELU^(n) = x Φ^(n) + n Φ^(n-1), Φ^(n) = (-1)^(n-1) He_(n-1)(x) φ (probabilists' Hermite)
+    if order >= 3:
+        out.append((x * x - 4) * x * pdf)
+    if order >= 4:
+        x2 = x * x
+        out.append(((7 - x2) * x2 - 4) * pdf)
+    return out
 
 
 def _linear_rule(lin, rows):
@@ -135,8 +153,11 @@ class MLP(nn.Module):
         return y
 
     def forward_jet(self, x, order=2):
-        """Value, gradient (N, m, d) and Hessian diagonal (N, m, d) w.r.t. x."""
+        """Value, gradient (N, m, d) and Hessian diagonal (N, m, d) w.r.t. x; for
+        ``order`` 3 or 4 also the diagonal third (and fourth) derivatives (N, m, d)."""
         self._check_input(x)
+        if order > 2:
+            return self._forward_jet_high(x, min(order, jets.MAX_ORDER))
         act = ACTIVATIONS[self.activation]
         d = x.shape[1]
         # value (N, w), gradient rows G (d, N, w) and curvature rows H (d, N, w) are kept
@@ -159,6 +180,26 @@ class MLP(nn.Module):
         g = G.permute(1, 2, 0)
         h = H.permute(1, 2, 0) if H is not None else None
         return y, g, h
+
+    def _forward_jet_high(self, x, order):
+        """``forward_jet`` for order 3, 4: derivative rows D_k (d, N, w) per order, each
+        linear layer maps them all (z_k = D_k W) and each activation composes by Faà di
+        Bruno (``jet.faa_di_bruno``). The linear rule takes any number of row groups."""
+        act = ACTIVATIONS[self.activation]
+        d = x.shape[1]
+        y = x
+        G = torch.eye(d, dtype=x.dtype, device=x.device)[:, None, :].expand(d, x.shape[0], d)
+        D = [G] + [torch.zeros_like(G)] * (order - 1)
+        for li, lin in enumerate(self.linears):
+            W = lin.weight.T
+            zy, zD = torch.addmm(lin.bias, y, W), [torch.matmul(t, W) for t in D]
+            jets.record((zy, *zD), _linear_rule(lin, [y[None], *D]), y.shape[0])
+            if li == len(self.linears) - 1:
+                y, D = zy, zD
+                break
+            f = act(zy, order)
+            y, D = f[0], jets.faa_di_bruno(f[1:], zD)
+        return (y, *(t.permute(1, 2, 0) for t in D))
 
     @property
     def n_parameters(self):

@@ -2,9 +2,9 @@
 
 Each takes ``u`` computed from ``x`` (x requires grad). When ``u`` carries a jet (see
 ``kanpinn.jet``: a model's output, a column slice of it, or an expression of those) the
-derivatives are read from it; otherwise, or for what the jet does not hold (mixed or
-third derivatives), autograd computes them with ``create_graph=True`` so the result stays
-differentiable for training.
+derivatives are read from it; otherwise, or for what the jet does not hold (mixed
+derivatives, orders above the jet's: 2 unless the model was asked for 3 or 4), autograd
+computes them with ``create_graph=True`` so the result stays differentiable for training.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .errors import KanpinnError
-from .jet import lookup
+from .jet import lookup, note_demand
 
 __all__ = ["grad", "partial", "laplacian", "div"]
 
@@ -117,19 +117,17 @@ def partial(u: torch.Tensor, x: torch.Tensor, i: int, order: int = 1) -> torch.T
         return u
     jet = lookup(u, x)
     if jet is not None:
-        if order == 1:
-            return jet.du[:, 0, i:i + 1]
-        if jet.d2u is not None:
-            d2 = jet.d2u[:, 0, i:i + 1]
-            for _ in range(order - 2):
-                d2 = _autograd(d2, x, "partial")[:, i:i + 1]
-            return d2
-        first = jet.du[:, 0, i:i + 1]
+        # the highest derivative the jet holds, the rest (if any) by autograd on top of it
+        derivs = jet.derivs
+        have = min(order, len(derivs))
+        if have < order:
+            note_demand(order)          # a solver probing its residual learns the order it needs
+        out = derivs[have - 1][:, 0, i:i + 1]
     else:
-        first = grad(u, x)[:, i:i + 1]
-    for _ in range(order - 1):
-        first = _autograd(first, x, "partial")[:, i:i + 1]
-    return first
+        have, out = 1, grad(u, x)[:, i:i + 1]
+    for _ in range(order - have):
+        out = _autograd(out, x, "partial")[:, i:i + 1]
+    return out
 
 
 def laplacian(u: torch.Tensor, x: torch.Tensor, dims=None) -> torch.Tensor:

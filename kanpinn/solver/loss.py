@@ -137,11 +137,21 @@ class PINNLoss:
     def _u_fn(self, order):
         return lambda x: jet.evaluate(self.model, x, order)
 
+    def interior_order(self, x):
+        """The jet order the residual needs: 2, or 3/4 when it takes higher derivatives
+        (KdV's u_xxx, a beam's u_xxxx), probed once per model (``jet.needed_order``)."""
+        if getattr(self, "_order_of", None) != id(self.model):
+            p = self.problem
+            params = self.params if p.parameters else None
+            self._order = jet.needed_order(lambda xs, u: p.residual_terms(xs, u, params), x, self.model)
+            self._order_of = id(self.model)
+        return self._order
+
     def blocks(self):
         """List of (name, weight, raw rows (M,)). Raw: unweighted residual values."""
         p = self.problem
         x = self.colloc.interior
-        u = jet.evaluate(self.model, x, 2)
+        u = jet.evaluate(self.model, x, self.interior_order(x))
         out = []
         self.group = {}                 # block name -> "pde" or its condition's name
         terms = p.residual_terms(x, u, self.params if p.parameters else None)

@@ -10,7 +10,7 @@ k = 1..K: every function of these is periodic with all its derivatives, exactly.
 
 The jets follow by the chain rule: for the affine map a diagonal scaling of the inner
 model's jet; for the harmonics the inner KAN runs on the embedded input's own jet
-(``wrapper.run_layers``).
+(``wrapper.run_layers``; ``KAN.propagate`` for the diagonal orders 3 and 4).
 """
 from __future__ import annotations
 
@@ -90,9 +90,18 @@ class Embedded(ModelWrapper):
     # ------------------------------------------------------------------ the map
     def _map(self, x, order):
         """z (N, dz), gz (N, dz, d), hz (N, dz, d) or None (order < 2)."""
+        z, ds = self._map_jet(x, min(max(order, 0), 2))
+        if order < 1:
+            return z, None, None
+        return z, ds[0], (ds[1] if order >= 2 else None)
+
+    def _map_jet(self, x, order):
+        """z (N, dz) and its diagonal jet [d1 .. d_order] (each (N, dz, d)): an affine
+        column has d1 = 2/L and no higher derivative; cos θ, sin θ of a harmonic
+        (θ = w(x - lo)) have r-th derivatives w^r cos(θ + rπ/2), w^r sin(θ + rπ/2)."""
         n = x.shape[0]
         L = self.hi - self.lo
-        zs, gs, hs = [], [], []
+        zs, cols = [], []               # cols: per column of z, (variable, [its r-th derivatives])
         for j in range(self.d):
             xj = x[:, j]
             if j in self.periodic:
@@ -101,27 +110,26 @@ class Embedded(ModelWrapper):
                     th = w * (xj - self.lo[j])
                     c, s = torch.cos(th), torch.sin(th)
                     zs += [c, s]
-                    gs += [(j, -w * s), (j, w * c)]
-                    hs += [(j, -w * w * c), (j, -w * w * s)]
+                    dc, ds_, wr = [], [], w
+                    for r in range(1, order + 1):
+                        # the four-step cycle of d/dθ: cos -> -sin -> -cos -> sin
+                        dc.append(wr * (-s, -c, s, c)[(r - 1) % 4])
+                        ds_.append(wr * (c, -s, -c, s)[(r - 1) % 4])
+                        wr = wr * w
+                    cols += [(j, dc), (j, ds_)]
             else:
                 a = 2.0 / L[j]
                 zs.append(a * (xj - self.lo[j]) - 1.0)
-                gs.append((j, a.expand(n)))
-                hs.append((j, None))
+                cols.append((j, [a.expand(n)] + [None] * (order - 1)))
         z = torch.stack(zs, 1)
-        if order < 1:
-            return z, None, None
-        dz = z.shape[1]
-        gz = x.new_zeros(n, dz, self.d)
-        for r, (j, v) in enumerate(gs):
-            gz[:, r, j] = v
-        hz = None
-        if order >= 2:
-            hz = x.new_zeros(n, dz, self.d)
-            for r, (j, v) in enumerate(hs):
-                if v is not None:
-                    hz[:, r, j] = v
-        return z, gz, hz
+        out = []
+        for r in range(order):
+            t = x.new_zeros(n, z.shape[1], self.d)
+            for row, (j, vs) in enumerate(cols):
+                if vs[r] is not None:
+                    t[:, row, j] = vs[r]
+            out.append(t)
+        return z, out
 
     def inner_inputs(self, x):
         with torch.no_grad():
@@ -138,10 +146,22 @@ class Embedded(ModelWrapper):
         if x.dim() != 2 or x.shape[1] != self.d:
             raise KanpinnError(f"Embedded: expected input of shape (N, {self.d}), got {tuple(x.shape)}")
         if not self.periodic:
-            # affine per column: the inner jet (fast first-layer route) scaled by the chain rule
+            # affine per column: the inner jet (fast first-layer route) scaled by the chain
+            # rule, the r-th derivative by a^r (orders 3, 4 when the inner model has them)
             z = self._map(x, 0)[0]
-            u, g, h = self.inner.forward_jet(z, order)
+            u, *ds = self.inner.forward_jet(z, order)
             a = 2.0 / (self.hi - self.lo)
-            return u, g * a, (None if h is None else h * a * a)
+            out, scale = [u], a
+            for t in ds:
+                out.append(None if t is None else t * scale)
+                scale = scale * a
+            return tuple(out)
+        if order > 2 and callable(getattr(self.inner, "propagate", None)) \
+                and not any(layer.symbolic for layer in self.inner.layers):
+            # orders 3, 4: the harmonics' own jet through the KAN (Faà di Bruno per axis)
+            z, ds = self._map_jet(x, min(order, 4))
+            y, ds = self.inner.propagate(z, ds)
+            return (y, *ds)
+        # order <= 2 (or an inner model that stops there: the operators use autograd beyond)
         z, gz, hz = self._map(x, order)
         return run_layers(self.inner, z, gz, hz if order >= 2 else None)

@@ -67,11 +67,16 @@ class Mirror(ModelWrapper):
     forward_values = forward
 
     def forward_jet(self, x, order=2):
-        y1, g1, h1 = self.inner.forward_jet(x, order)
-        y2, g2, h2 = self.inner.forward_jet(self.reflect(x), order)
+        """The two evaluations' jets: d^r/dx_c^r of f(Rx) is (-1)^r f^(r) along the
+        reflected column c, so odd orders flip there (any order the inner model gives)."""
+        y1, *d1 = self.inner.forward_jet(x, order)
+        y2, *d2 = self.inner.forward_jet(self.reflect(x), order)
         flip = torch.ones(x.shape[1], dtype=x.dtype, device=x.device)
         flip[self.col] = -1.0
-        u = 0.5 * (y1 + self.sign * y2)
-        du = 0.5 * (g1 + self.sign * g2 * flip)
-        d2u = None if h1 is None else 0.5 * (h1 + self.sign * h2)
-        return u, du, d2u
+        out = [0.5 * (y1 + self.sign * y2)]
+        for r, (a, b) in enumerate(zip(d1, d2), start=1):
+            if a is None or b is None:
+                out.append(None)
+            else:
+                out.append(0.5 * (a + self.sign * b * flip) if r % 2 else 0.5 * (a + self.sign * b))
+        return tuple(out)
