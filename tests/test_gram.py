@@ -74,3 +74,57 @@ def test_dense_jacobian_stays_on_the_plain_product():
     J = torch.randn(200, 50, dtype=torch.float64)
     A, order = gram_live(J, [(0, 150), (150, 200)])
     assert order is None and torch.equal(A, gram(J))
+
+
+# ---------------------------------------------------------------- a KAN system's own J
+def _system_residual(x, w):
+    import kanpinn as kp
+    u, v, p = w[:, 0:1], w[:, 1:2], w[:, 2:3]
+    gu, gv, gp = kp.grad(u, x), kp.grad(v, x), kp.grad(p, x)
+    mx = u * gu[:, 0:1] + v * gu[:, 1:2] + gp[:, 0:1] - 0.05 * kp.laplacian(u, x)
+    my = u * gv[:, 0:1] + v * gv[:, 1:2] + gp[:, 1:2] - 0.05 * kp.laplacian(v, x)
+    return mx, my, gu[:, 0:1] + gv[:, 1:2]
+
+
+def _system_jacobian(widths, grid, k, dtype, dead):
+    """The structured J of a cavity-like system (outputs u, v, p; continuity never reads
+    p, each wall block reads one output, a one-row pin on p) at a fresh KAN. ``dead``:
+    the grids keep their range [-1, 1] around the unit square, so B-splines no point
+    reaches give zero columns; else the grids are placed on the points (none)."""
+    import kanpinn as kp
+    from kanpinn.solver.lm import LevenbergMarquardt
+    from kanpinn.solver.loss import Collocation, PINNLoss
+    prob = kp.Problem(kp.Rectangle([0.0, 0.0], [1.0, 1.0]), _system_residual,
+                      conditions=[kp.Dirichlet(lambda x: x[:, 1:2] * x[:, 0:1] * (1 - x[:, 0:1]), component=0),
+                                  kp.Dirichlet(0.0, component=1),
+                                  kp.Data([[0.0, 0.0]], [[0.0]], component=2)])
+    model = kp.KAN(widths, grid=grid, k=k, seed=0, dtype=dtype)
+    col = Collocation(prob, 160, 64, "sobol", 0, dtype, "cpu")
+    if not dead:
+        model.update_grid(col.all_interior().detach())
+    lm = LevenbergMarquardt(PINNLoss(prob, model, col, {}), [p for p in model.parameters() if p.requires_grad])
+    J, _, _ = lm._jacobian()
+    return J, lm.rows
+
+
+@pytest.mark.parametrize("widths", [[2, 6, 3], [2, [4, 2], 3]], ids=["sum", "mult"])
+@pytest.mark.parametrize("grid,k", [(5, 3), (5, 5), (20, 3), (20, 5)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("dead", [True, False], ids=["dead", "live"])
+def test_blocked_gram_is_torch_jtj_on_a_kan_system(widths, grid, k, dtype, dead):
+    J, rows = _system_jacobian(widths, grid, k, dtype, dead)
+    zero = ~(J != 0).any(0)
+    if dead:
+        assert bool(zero.any())                               # B-splines no point reaches
+    ref = J.T @ J                                             # torch's product of the same J: the truth
+    tol = (1e-12 if dtype == torch.float64 else 2e-5) * float(ref.abs().max())
+    for A in (gram(J, rows), gram(J)):
+        assert A.dtype == dtype and torch.equal(A, A.T)
+        assert float((A - ref).abs().max()) <= tol
+    A, order = gram_live(J, rows)
+    if order is None:
+        assert float((A - ref).abs().max()) <= tol
+    else:
+        # the grouped route: JᵀJ on the live columns, which are exactly J's non-zero ones
+        assert torch.equal(torch.sort(order).values, (~zero).nonzero()[:, 0])
+        assert float((A - ref[order][:, order]).abs().max()) <= tol

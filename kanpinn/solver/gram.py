@@ -34,6 +34,11 @@ __all__ = ["gram", "gram_live", "structured_flops"]
 _MIN_COLUMNS = 768
 # columns per block: large enough for full-speed products
 _BLOCK = 384
+# a diagonal block (XᵀX of one column chunk) is split into pieces of about this many
+# columns and only its lower block triangle multiplied: a whole-chunk product computes
+# both triangles, and the diagonal chunks held ~25 % of the cavity's grouped
+# multiply-adds at [2,12,3] G=10 (docs/navier_stokes.md, session 8)
+_DIAG_BLOCK = 128
 # a residual block of fewer rows (a pinned value, a few data points) is counted as
 # touching every live column: its own column set would split the groups for no saving
 _SMALL_BLOCK = 64
@@ -64,35 +69,95 @@ def gram_live(J: torch.Tensor, rows=None, work=None):
     that are not identically zero, grouped, and A = JᵀJ restricted to them in that order
     (JᵀJ is zero in every other row and column). LM solves in these columns: a zero
     column of J has a zero gradient and a zero row of JᵀJ, so its step is exactly 0.
-    ``work``: a dict the caller keeps between calls, for the gathered columns' memory."""
+    ``work``: a dict the caller keeps between calls, for the gathered columns' and the
+    result's memory (the result is then overwritten by the next call)."""
     if rows is not None and len(rows) > 0 and J.device.type == "cpu":
         plan = _plan(J, rows)
         if plan is not None:
             return _grouped(J, *plan, work=work), plan[0]
-    return _dense(J), None
+    return _dense(J, work), None
 
 
-def _dense(J):
+def _square(J, n, work):
+    """An n × n result matrix; with ``work``, its memory kept there between calls up to
+    ``_KEEP_BYTES`` (above glibc's 32 MB mmap threshold a fresh one page-faults at every
+    call: [2,20,3] k=5 G=20, n = 2687, 58 MB)."""
+    buf = work.get("gram") if work is not None else None
+    if buf is None or buf.numel() < n * n or buf.dtype != J.dtype or buf.device != J.device:
+        buf = J.new_empty(n * n)
+        if work is not None and buf.numel() * buf.element_size() <= _KEEP_BYTES:
+            work["gram"] = buf
+    return buf[:n * n].view(n, n)
+
+
+def _dense(J, work=None):
     m, p = J.shape
     if p < _MIN_COLUMNS or J.device.type != "cpu":
         # GPU: one product is fast and the blocks' launches would cost more than they save
         return J.T @ J
     b = max(2, p // _BLOCK)
     edges = [round(i * p / b) for i in range(b + 1)]
-    A = J.new_empty(p, p)
+    A = _square(J, p, work)
     for i in range(b):
         a, c = edges[i], edges[i + 1]
-        row = J[:, a:c].T @ J[:, a:]
-        A[a:c, a:] = row
-        A[c:, a:c] = row[:, c - a:].T
+        _symmetric(J, a, c, [(0, m)], A)
+        if c < p:
+            row = J[:, a:c].T @ J[:, c:]
+            A[a:c, c:] = row
+            A[c:, a:c] = row.T
     return A
 
 
-def _dense_flops(m, p):
-    if p < _MIN_COLUMNS:
+def _pieces(n):
+    """How many pieces a diagonal chunk of n columns is split into."""
+    return max(1, round(n / _DIAG_BLOCK))
+
+
+def _symmetric(X, a, b, ranges, A):
+    """A[a:b, a:b] = X[r, a:b]ᵀ X[r, a:b] summed over the row ranges r, exactly
+    symmetric: the chunk split into pieces, the products of the lower block triangle
+    formed and mirrored ((s + 1) / 2s of the whole product's work for s pieces)."""
+    s = _pieces(b - a)
+    edges = [a + round(i * (b - a) / s) for i in range(s + 1)]
+    for p in range(s):
+        e0, e1 = edges[p], edges[p + 1]
+        for q in range(p, s):
+            f0, f1 = edges[q], edges[q + 1]
+            block = A[f0:f1, e0:e1]
+            _product(X, f0, f1, e0, e1, ranges, block)
+            if q != p:
+                A[e0:e1, f0:f1] = block.T
+            else:
+                # a square piece's product is symmetric only up to rounding: mirror its
+                # lower triangle so that A is exactly symmetric, as LM's Cholesky expects
+                block.copy_(block.tril() + block.tril(-1).T)
+
+
+def _product(X, a, b, c, d, ranges, block):
+    """block = Σ over the row ranges of X[r, a:b]ᵀ X[r, c:d] (zero when no range)."""
+    if not ranges:
+        block.zero_()
+    for k, (r0, r1) in enumerate(ranges):
+        if k == 0:
+            torch.mm(X[r0:r1, a:b].T, X[r0:r1, c:d], out=block)
+        else:
+            block.addmm_(X[r0:r1, a:b].T, X[r0:r1, c:d])
+
+
+def _symmetric_flops(n):
+    s = _pieces(n)
+    return n * n * (s + 1) / (2 * s)
+
+
+def _dense_flops(m, p, symmetric=False):
+    """Multiply-adds of ``_dense``; ``symmetric``: of its blocked route whatever the size
+    (what the grouped route's saving is judged against: its diagonal chunks are split
+    the same way, so the split alone must not count as a saving of the groups)."""
+    if p < _MIN_COLUMNS and not symmetric:
         return m * p * p
     b = max(2, p // _BLOCK)
-    return m * p * p * (b + 1) / (2 * b)
+    edges = [round(i * p / b) for i in range(b + 1)]
+    return m * sum(_symmetric_flops(c - a) + (c - a) * (p - c) for a, c in zip(edges, edges[1:]))
 
 
 def _nonzero_columns(Jb):
@@ -155,7 +220,7 @@ def _plan(J, rows):
         chunks += [((edges[i], edges[i + 1]), members) for i in range(pieces)]
         order.append(cols)
         at += n
-    if _flops(chunks, rows) > (1 - _MIN_SAVING) * _dense_flops(m, p):
+    if _flops(chunks, rows) > (1 - _MIN_SAVING) * _dense_flops(m, p, symmetric=True):
         return None
     return torch.cat(order) if order else sig.new_zeros(0), chunks, rows
 
@@ -164,7 +229,8 @@ def _flops(chunks, rows):
     flops = 0
     for i, ((a, b), si) in enumerate(chunks):
         for (c, d), sj in chunks[i:]:
-            flops += sum(rows[k][1] - rows[k][0] for k in si & sj) * (b - a) * (d - c)
+            n = sum(rows[k][1] - rows[k][0] for k in si & sj)
+            flops += n * (_symmetric_flops(b - a) if c == a else (b - a) * (d - c))
     return flops
 
 
@@ -191,20 +257,16 @@ def _columns(J, order, work):
 def _grouped(J, order, chunks, rows, work=None):
     Jg = _columns(J, order, work)                                        # live columns, grouped
     n = Jg.shape[1]
-    Ag = J.new_empty(n, n)
+    Ag = _square(J, n, work)
     for i, ((a, b), si) in enumerate(chunks):
         for (c, d), sj in chunks[i:]:
-            block = Ag[a:b, c:d]
             ranges = _ranges(rows, sorted(si & sj))
-            if not ranges:
-                block.zero_()
-            for k, (r0, r1) in enumerate(ranges):
-                if k == 0:
-                    torch.mm(Jg[r0:r1, a:b].T, Jg[r0:r1, c:d], out=block)
-                else:
-                    block.addmm_(Jg[r0:r1, a:b].T, Jg[r0:r1, c:d])
-            if c != a:
-                Ag[c:d, a:b] = block.T
+            if c == a:
+                _symmetric(Jg, a, b, ranges, Ag)
+                continue
+            block = Ag[a:b, c:d]
+            _product(Jg, a, b, c, d, ranges, block)
+            Ag[c:d, a:b] = block.T
     return Ag
 
 
