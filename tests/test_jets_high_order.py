@@ -266,3 +266,17 @@ def test_structured_jacobian_of_a_third_order_residual(name):
                                                                       allow_unused=True), params)])
                        for m in range(rows.shape[0])])
     assert rel(J, ref) < 1e-10
+
+
+def test_hooks_evaluate_the_residual_at_its_order():
+    """Causal weights, RAD resampling and the inverse fit ask the loss for the order
+    (``interior_jet_order``); a stand-in run without such a loss gets 2."""
+    from types import SimpleNamespace
+
+    from kanpinn.solver.loss import interior_jet_order
+    prob = kdv_problem()
+    model = kp.KAN([2, 3, 1], k=5, seed=0, dtype=F64)
+    col = Collocation(prob, 30, 10, "sobol", 0, F64, "cpu")
+    run = SimpleNamespace(loss=PINNLoss(prob, model, col, {}))
+    assert interior_jet_order(run, col.interior) == 3
+    assert interior_jet_order(SimpleNamespace(loss=object()), col.interior) == 2

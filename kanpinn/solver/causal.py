@@ -22,6 +22,7 @@ import torch
 from .. import jet
 from ..errors import KanpinnError
 from .hooks import Hook
+from .loss import interior_jet_order
 
 __all__ = ["CausalWeights"]
 
@@ -68,7 +69,7 @@ class CausalWeights(Hook):
         dom = run.problem.domain
         x = run.colloc.interior
         with torch.enable_grad():
-            u = jet.evaluate(run.model, x, 2)
+            u = jet.evaluate(run.model, x, interior_jet_order(run, x))
             terms = run.problem.residual_terms(x, u, run.params if run.problem.parameters else None)
         r2 = sum((t.detach() ** 2).sum(1) for t in terms)
         tau = (x.detach()[:, -1] - dom.t0) / (dom.t1 - dom.t0)

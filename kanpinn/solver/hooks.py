@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .. import jet
+from .loss import interior_jet_order
 
 __all__ = ["Hook", "HookList", "Resample", "AdaptiveWeights", "Progress", "Checkpointing",
            "StopRules", "builtin_hooks"]
@@ -104,7 +105,7 @@ class Resample(Hook):
             return
         cand = run.problem.domain.sample_interior(4 * colloc.n_interior, "uniform", seed=colloc._seed(10_000 + rnd))
         xc = torch.as_tensor(cand, dtype=run.dtype, device=run.device).requires_grad_(True)
-        u = jet.evaluate(run.model, xc, 2)
+        u = jet.evaluate(run.model, xc, interior_jet_order(run, xc))
         terms = run.problem.residual_terms(xc, u, run.params if run.problem.parameters else None)
         r = torch.cat([t.detach() for t in terms], 1).abs().sum(1).cpu().double().numpy() ** self.k
         prob = r / max(r.mean(), 1e-300) + self.c

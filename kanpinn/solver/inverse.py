@@ -21,6 +21,7 @@ import torch
 from .. import jet
 from ..errors import KanpinnError
 from .hooks import Hook
+from .loss import interior_jet_order
 
 __all__ = ["DataFirst", "fit_parameters"]
 
@@ -29,7 +30,7 @@ def _pde_vector(run):
     """The interior residual rows (flattened) for the run's current model and params."""
     x = run.colloc.interior
     with torch.enable_grad():
-        u = jet.evaluate(run.model, x, 2)
+        u = jet.evaluate(run.model, x, interior_jet_order(run, x))
         terms = run.problem.residual_terms(x, u, run.params)
     return torch.cat([t.detach().reshape(-1) for t in terms]).double()
 

@@ -91,6 +91,15 @@ class Collocation:
         return {"round": self.round, "interior": self.interior.detach().cpu().numpy()}
 
 
+def interior_jet_order(run, x):
+    """The jet order a run's hooks evaluate the residual with at x (causal weights, RAD
+    resampling, the inverse-parameter fit): its loss's ``interior_order``, so a
+    third-order residual reads u_xxx from the jet there too; 2 for a stand-in loss
+    without one."""
+    order = getattr(getattr(run, "loss", None), "interior_order", None)
+    return order(x) if callable(order) else 2
+
+
 class PINNLoss:
     """Evaluates the weighted residual blocks of ``problem`` for ``model``."""
 
