@@ -280,3 +280,26 @@ def test_hooks_evaluate_the_residual_at_its_order():
     run = SimpleNamespace(loss=PINNLoss(prob, model, col, {}))
     assert interior_jet_order(run, col.interior) == 3
     assert interior_jet_order(SimpleNamespace(loss=object()), col.interior) == 2
+
+
+def test_time_windows_and_a_window_reading_its_predecessor():
+    """TimeWindows routes each window's own jet (any order); a window whose exact
+    initial value is the previous window's slice (cached jet up to the Hessian) stops at
+    order 2, and the operators' autograd on top of it still gives the right u_xxx, u_xxxx."""
+    from kanpinn.transforms.constraint import Lifting
+    from kanpinn.transforms.windows import SliceOf, TimeWindows
+    a, b = kp.KAN([2, 4, 1], k=5, seed=0, dtype=F64), kp.KAN([2, 4, 1], k=5, seed=1, dtype=F64)
+    tw = TimeWindows([a, b], edges=[0.0, 0.5, 1.0], t_col=1)
+    x = torch.rand(30, 2, dtype=F64, generator=torch.Generator().manual_seed(1))
+    _, *ds = tw.forward_jet(x.clone().requires_grad_(True), 4)
+    for p, q in zip(ds, nested(tw, x, 4)):
+        assert rel(p, q) < 1e-11
+    hc = HardConstraint(kp.KAN([2, 4, 1], k=5, seed=2, dtype=F64), [(1, 0.5, 1.0, "low", 1)],
+                        Lifting(None, SliceOf(a, t_col=1), None, 1, 0.5))
+    xs = x * 0.5 + torch.tensor([0.0, 0.5], dtype=F64)
+    assert len(hc.forward_jet(xs.clone().requires_grad_(True), 4)) == 3
+    xg = xs.clone().requires_grad_(True)
+    u = jet.evaluate(hc, xg, 4)
+    ref = nested(hc, xs, 4)
+    for r in (3, 4):
+        assert rel(kp.partial(u, xg, 0, r).detach(), ref[r - 1][:, :, 0]) < 1e-11
