@@ -128,3 +128,11 @@ def test_blocked_gram_is_torch_jtj_on_a_kan_system(widths, grid, k, dtype, dead)
         # the grouped route: JᵀJ on the live columns, which are exactly J's non-zero ones
         assert torch.equal(torch.sort(order).values, (~zero).nonzero()[:, 0])
         assert float((A - ref[order][:, order]).abs().max()) <= tol
+
+
+def test_runs_split_equally_spaced_columns_from_the_rest():
+    from kanpinn.solver import gram as g
+    cols = list(range(0, 40)) + [41, 45] + list(range(50, 50 + 3 * 40, 3)) + [500]
+    runs, loose = g._runs(cols)
+    assert runs == [(0, 1, 40), (50, 3, 40)]
+    assert loose == [41, 45, 500]

@@ -20,9 +20,13 @@ exact zeros at every call, so nothing is assumed about which residual reads whic
 and the result is JᵀJ up to the order of the sums. Measured (1 thread, shared 2-core box):
 the cavity's J at [2,20,3] G=20, 6801 × 2700, 1753 live columns in 5 groups, 0.37x the
 multiply-adds and 0.34x the time of the symmetric-block product; Kovasznay's (embedded
-inputs, no dead columns), 0.68x and 0.73x. Gathering the groups' columns is one copy of
-J; ``stacked_jacobian`` stores J column-major so that each column is one contiguous copy
-(gathering across a row-major J's rows ran ~4x slower and ate the saving on Kovasznay).
+inputs, no dead columns), 0.68x and 0.73x. ``stacked_jacobian`` stores J column-major:
+a group's equally spaced columns (a KAN layer's block, or one output's columns of the
+last layer, spaced by the number of outputs) are then read in place by BLAS as a
+strided view, and only the few columns outside such runs are gathered (gathering all
+of them was one copy of J per step; across a row-major J's rows it ran ~4x slower).
+The diagonal chunks' products XᵀX are formed as lower block triangles of ~128-column
+pieces (a whole-chunk product computes both triangles).
 """
 from __future__ import annotations
 
@@ -44,6 +48,12 @@ _DIAG_BLOCK = 128
 _SMALL_BLOCK = 64
 # a group of fewer columns joins the group of all blocks (tiny products run slowly)
 _MIN_GROUP = 32
+# equally spaced columns are read in place from this many on; fewer are gathered
+_MIN_RUN = 32
+# a group with more runs than this, or more than this fraction of its columns outside
+# runs, is gathered whole (many small runs would make many small products)
+_MAX_RUNS = 2
+_MAX_LOOSE = 0.1
 # the grouped product must save at least this fraction of the dense one's work to pay
 # for gathering the columns (one copy of J)
 _MIN_SAVING = 0.15
@@ -100,7 +110,7 @@ def _dense(J, work=None):
     A = _square(J, p, work)
     for i in range(b):
         a, c = edges[i], edges[i + 1]
-        _symmetric(J, a, c, [(0, m)], A)
+        _symmetric(J[:, a:c], [(0, m)], A[a:c, a:c])
         if c < p:
             row = J[:, a:c].T @ J[:, c:]
             A[a:c, c:] = row
@@ -113,18 +123,20 @@ def _pieces(n):
     return max(1, round(n / _DIAG_BLOCK))
 
 
-def _symmetric(X, a, b, ranges, A):
-    """A[a:b, a:b] = X[r, a:b]ᵀ X[r, a:b] summed over the row ranges r, exactly
-    symmetric: the chunk split into pieces, the products of the lower block triangle
-    formed and mirrored ((s + 1) / 2s of the whole product's work for s pieces)."""
-    s = _pieces(b - a)
-    edges = [a + round(i * (b - a) / s) for i in range(s + 1)]
+def _symmetric(X, ranges, A):
+    """A = X[r]ᵀ X[r] summed over the row ranges r, exactly symmetric (A: an n × n view
+    to fill, X: n columns): X's columns split into pieces, the products of the lower
+    block triangle formed and mirrored ((s + 1) / 2s of the whole product's work for s
+    pieces)."""
+    n = X.shape[1]
+    s = _pieces(n)
+    edges = [round(i * n / s) for i in range(s + 1)]
     for p in range(s):
         e0, e1 = edges[p], edges[p + 1]
         for q in range(p, s):
             f0, f1 = edges[q], edges[q + 1]
             block = A[f0:f1, e0:e1]
-            _product(X, f0, f1, e0, e1, ranges, block)
+            _product(X[:, f0:f1], X[:, e0:e1], ranges, block)
             if q != p:
                 A[e0:e1, f0:f1] = block.T
             else:
@@ -133,15 +145,15 @@ def _symmetric(X, a, b, ranges, A):
                 block.copy_(block.tril() + block.tril(-1).T)
 
 
-def _product(X, a, b, c, d, ranges, block):
-    """block = Σ over the row ranges of X[r, a:b]ᵀ X[r, c:d] (zero when no range)."""
+def _product(X, Y, ranges, block):
+    """block = Σ over the row ranges r of X[r]ᵀ Y[r] (zero when there is no range)."""
     if not ranges:
         block.zero_()
     for k, (r0, r1) in enumerate(ranges):
         if k == 0:
-            torch.mm(X[r0:r1, a:b].T, X[r0:r1, c:d], out=block)
+            torch.mm(X[r0:r1].T, Y[r0:r1], out=block)
         else:
-            block.addmm_(X[r0:r1, a:b].T, X[r0:r1, c:d])
+            block.addmm_(X[r0:r1].T, Y[r0:r1])
 
 
 def _symmetric_flops(n):
@@ -190,7 +202,8 @@ def _ranges(rows, members):
 
 def _plan(J, rows):
     """(live column order, chunks) for the grouped product, or None when it would not
-    save enough. chunks: [(start, stop) in the gathered columns, set of blocks]."""
+    save enough. chunks: [((start, stop) in the order, set of blocks, source)], source
+    (first column, spacing) of a run of J's columns, or None for gathered columns."""
     m, p = J.shape
     nb = len(rows)
     if nb > 62:
@@ -212,23 +225,60 @@ def _plan(J, rows):
         return None                     # no structure: the plain blocked product
     order, chunks, at = [], [], 0
     for v in groups:
-        cols = (sig == v).nonzero()[:, 0]
         members = frozenset(i for i in range(nb) if v >> i & 1)
-        n = cols.numel()
-        pieces = max(1, round(n / _BLOCK))
-        edges = [at + round(i * n / pieces) for i in range(pieces + 1)]
-        chunks += [((edges[i], edges[i + 1]), members) for i in range(pieces)]
-        order.append(cols)
-        at += n
+        cols = (sig == v).nonzero()[:, 0].tolist()
+        runs, loose = _runs(cols)
+        if len(runs) > _MAX_RUNS or len(loose) > _MAX_LOOSE * len(cols):
+            # a group broken into many runs (columns no point reaches inside a layer's
+            # block) would make many small products: it is gathered and cut as one piece
+            runs, loose = [], cols
+        for start, step, n in runs:
+            pieces = max(1, round(n / _BLOCK))
+            edges = [round(i * n / pieces) for i in range(pieces + 1)]
+            for e0, e1 in zip(edges, edges[1:]):
+                chunks.append(((at + e0, at + e1), members, (start + e0 * step, step)))
+            order += range(start, start + n * step, step)
+            at += n
+        if loose:
+            n = len(loose)
+            pieces = max(1, round(n / _BLOCK))
+            edges = [round(i * n / pieces) for i in range(pieces + 1)]
+            for e0, e1 in zip(edges, edges[1:]):
+                chunks.append(((at + e0, at + e1), members, None))
+            order += loose
+            at += n
     if _flops(chunks, rows) > (1 - _MIN_SAVING) * _dense_flops(m, p, symmetric=True):
         return None
-    return torch.cat(order) if order else sig.new_zeros(0), chunks, rows
+    return torch.tensor(order, dtype=torch.long, device=J.device), chunks, rows
+
+
+def _runs(cols):
+    """Split sorted column indices into runs of equal spacing (start, step, length) of at
+    least ``_MIN_RUN`` columns, and the columns left over. A run is a view of a
+    column-major J that BLAS reads in place (leading dimension step·M): a KAN's last
+    layer interleaves its outputs' columns (spacing = the number of outputs), and a
+    system's column groups are mostly such runs, so J need not be gathered."""
+    runs, loose, i, n = [], [], 0, len(cols)
+    while i < n:
+        j = i + 1
+        if j < n:
+            step = cols[j] - cols[i]
+            while j + 1 < n and cols[j + 1] - cols[j] == step:
+                j += 1
+            j += 1
+        if j - i >= _MIN_RUN:
+            runs.append((cols[i], step, j - i))
+            i = j
+        else:
+            loose.append(cols[i])
+            i += 1
+    return runs, loose
 
 
 def _flops(chunks, rows):
     flops = 0
-    for i, ((a, b), si) in enumerate(chunks):
-        for (c, d), sj in chunks[i:]:
+    for i, ((a, b), si, _) in enumerate(chunks):
+        for (c, d), sj, _ in chunks[i:]:
             n = sum(rows[k][1] - rows[k][0] for k in si & sj)
             flops += n * (_symmetric_flops(b - a) if c == a else (b - a) * (d - c))
     return flops
@@ -255,17 +305,34 @@ def _columns(J, order, work):
 
 
 def _grouped(J, order, chunks, rows, work=None):
-    Jg = _columns(J, order, work)                                        # live columns, grouped
-    n = Jg.shape[1]
+    n = order.numel()
     Ag = _square(J, n, work)
-    for i, ((a, b), si) in enumerate(chunks):
-        for (c, d), sj in chunks[i:]:
+    if J.stride(0) == 1 and J.shape[0] > 1:
+        # column-major J: a run's chunk is a strided view of J, read in place; only the
+        # columns outside runs are gathered (the whole gather was one copy of J per step)
+        loose = [k for k, c in enumerate(chunks) if c[2] is None]
+        idx = torch.cat([order[chunks[k][0][0]:chunks[k][0][1]] for k in loose]) if loose else None
+        Jl = _columns(J, idx, work) if loose else None
+        views, at = [], 0
+        for (a, b), _, src in chunks:
+            if src is None:
+                views.append(Jl[:, at:at + b - a])
+                at += b - a
+            else:
+                start, step = src
+                views.append(J[:, start:start + (b - a - 1) * step + 1:step])
+    else:
+        Jg = _columns(J, order, work)                                    # live columns, grouped
+        views = [Jg[:, a:b] for (a, b), _, _ in chunks]
+    for i, ((a, b), si, _) in enumerate(chunks):
+        for j in range(i, len(chunks)):
+            (c, d), sj, _ = chunks[j]
             ranges = _ranges(rows, sorted(si & sj))
-            if c == a:
-                _symmetric(Jg, a, b, ranges, Ag)
+            if j == i:
+                _symmetric(views[i], ranges, Ag[a:b, a:b])
                 continue
             block = Ag[a:b, c:d]
-            _product(Jg, a, b, c, d, ranges, block)
+            _product(views[i], views[j], ranges, block)
             Ag[c:d, a:b] = block.T
     return Ag
 
