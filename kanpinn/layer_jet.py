@@ -476,8 +476,9 @@ def _check_order(basis, order):
     k = getattr(basis, "k", None)
     if order > 2 and k is not None and order > k:
         raise KanpinnError(f"a derivative of order {order} of a KAN with B-splines of order k={k} "
-                           f"is zero between the knots; use k >= {order + 1} (e.g. KAN(..., k=5)) "
-                           f"for a residual with {order}th derivatives")
+                           f"is zero between the knots, so the residual could not train the splines; "
+                           f"use k >= {order} (k >= {order + 1} keeps that derivative continuous, "
+                           f"e.g. KAN(..., k={max(order + 1, 5)})) for a residual with {order}th derivatives")
 
 
 def edge_jet(basis, x, g, h, C, Wb, identity=False, higher=()):
