@@ -48,9 +48,10 @@ expression's jet has the lowest order among its operands. Nothing is computed be
 order 2 unless asked: ``forward_jet(x, order)`` builds orders 3 and 4 only when
 ``order`` says so (order 1 and 2 run the same code as before: the hand-written layer
 backward of ``kanpinn.layer_jet``), and the solver asks for them only when a residual
-needs them. It learns that with ``needed_order``: the residual is run once on a few
-points at order 2 while ``demanding()`` listens; ``kp.partial(u, x, i, 3)`` on a jet of
-order 2 notes the demand (``note_demand``) and answers by autograd on top of the jet.
+needs them. It learns that with ``needed_order``: the residual is run once on the
+interior points at order 2 while ``demanding()`` listens; ``kp.partial(u, x, i, 3)``
+on a jet of order 2 notes the demand (``note_demand``) and answers by autograd on top
+of the jet.
 A model (or transform) that cannot carry order 3/4 returns what it has (u, du, d2u):
 ``evaluate`` attaches it and the operators differentiate the rest by autograd, which
 is exact, only slower, and outside the structured Jacobian.
@@ -148,11 +149,12 @@ def note_demand(order: int):
         holder.order = int(order)
 
 
-def needed_order(residual, x: torch.Tensor, model, base: int = 2, probe: int = 8) -> int:
-    """The jet order a residual needs: ``residual(xs, u)`` is run once on the first
-    ``probe`` points of ``x`` with ``u`` of order ``base`` (its jets' demands noted);
-    returns max(base, the highest order asked), at most ``MAX_ORDER``. Layer records of
-    the probe are kept out of any active ``recording()``; nothing else is changed."""
+def needed_order(residual, x: torch.Tensor, model, base: int = 2, probe: Optional[int] = None) -> int:
+    """The jet order a residual needs: ``residual(xs, u)`` is run once on ``x`` (its
+    first ``probe`` points when given) with ``u`` of order ``base``, its jets' demands
+    noted; returns max(base, the highest order asked), at most ``MAX_ORDER``. All points
+    by default: a residual may hold per-point data of x's length. Layer records of the
+    probe are kept out of any active ``recording()``; nothing else is changed."""
     if not supports_jet(model) or x.shape[0] == 0:
         return base
     xs = strip(x)[:probe].detach().clone().requires_grad_(True)

@@ -312,3 +312,16 @@ def test_time_windows_and_a_window_reading_its_predecessor():
     ref = nested(hc, xs, 4)
     for r in (3, 4):
         assert rel(kp.partial(u, xg, 0, r).detach(), ref[r - 1][:, :, 0]) < 1e-11
+
+
+def test_the_order_probe_runs_on_the_loss_points():
+    """A residual holding per-point data of the interior's length still works (the probe
+    runs on the same points), and an order-2 residual stays at order 2."""
+    model = kp.KAN([2, 3, 1], k=5, seed=0, dtype=F64)
+    prob0 = kp.Problem(kp.Rectangle([0.0, 0.0], [1.0, 1.0]), lambda x, u: kp.laplacian(u, x), [kp.Dirichlet(0.0)])
+    col = Collocation(prob0, 40, 10, "sobol", 0, F64, "cpu")
+    f = torch.sin(col.interior.detach()[:, 0:1])                    # data at exactly these points
+    prob = kp.Problem(prob0.domain, lambda x, u: kp.laplacian(u, x) - f, [kp.Dirichlet(0.0)])
+    loss = PINNLoss(prob, model, col, {})
+    assert loss.blocks()[0][2].shape == (40,)
+    assert loss.interior_order(col.interior) == 2

@@ -95,8 +95,7 @@ def constraint_jet(hc, x, order):
         # stay at order 2 rather than give a wrong fourth derivative
         return hc.forward_jet(x, 2)
     N, *dN = hc.inner.forward_jet(x, order)
-    dN = [t for t in dN]
-    K = next((i for i, t in enumerate(dN) if t is None), len(dN))
+    K = next((i for i, t in enumerate(dN) if t is None), len(dN))        # what the inner model gave
     dN = dN[:K]
     D, dD = _distance_jet(x, hc.factors, K)
     g, dg = _lifting_jet(lift, x, K)
