@@ -325,3 +325,25 @@ def test_the_order_probe_runs_on_the_loss_points():
     loss = PINNLoss(prob, model, col, {})
     assert loss.blocks()[0][2].shape == (40,)
     assert loss.interior_order(col.interior) == 2
+
+
+@pytest.mark.parametrize("name", ["kan_bspline_k5", "kan_chebyshev"])
+def test_mixed_derivative_on_top_of_a_third_order_jet(name):
+    """u_xxxt by autograd of the jet's u_xxx (the network-input node's differentiable
+    backward), and its parameter gradient, against nested autograd."""
+    model = MODELS[name]()
+    x0 = points(20)
+    x = x0.clone().requires_grad_(True)
+    d3 = kp.partial(jet.evaluate(model, x, 3), x, 0, 3)
+    mixed = torch.autograd.grad(d3.sum(), x, create_graph=True)[0][:, 1:2]
+    params = list(model.parameters())
+    got = torch.autograd.grad((mixed ** 2).sum(), params, allow_unused=True)
+    xp = x0.clone().requires_grad_(True)
+    v = model.forward_values(xp)
+    for _ in range(3):
+        v = torch.autograd.grad(v.sum(), xp, create_graph=True)[0][:, 0:1]
+    ref = torch.autograd.grad(v.sum(), xp, create_graph=True)[0][:, 1:2]
+    assert rel(mixed.detach(), ref.detach()) < 1e-11
+    for a, b in zip(got, torch.autograd.grad((ref ** 2).sum(), params, allow_unused=True)):
+        if b is not None:
+            assert rel(a, b) < 1e-10
