@@ -180,17 +180,19 @@ class LevenbergMarquardt:
             now = float(self.holdout())
             self._held = now if self._held is None or not self._held <= now else self._held
         held = self._held
-        # the damped matrix and its factor in memory kept between steps: a fresh P × P
-        # tensor above glibc's mmap threshold (32 MB: P > 2000) page-faults at every step
-        # (cavity at [2,20,3] k=5 G=20, P = 2687: fresh 0.62 s, kept 0.35 s per factorisation)
-        M, L = self._square("M", A), self._square("L", A, column_major=True)
+        # the factor's memory kept between steps: a fresh P × P tensor above glibc's mmap
+        # threshold (32 MB: P > 2000) page-faults at every step (cavity at [2,20,3] k=5
+        # G=20, P = 2687: fresh 0.62 s, kept 0.35 s per factorisation)
+        L = self._square("L", A, column_major=True)
         info = torch.empty((), dtype=torch.int32, device=A.device)
+        undamped = A.diagonal().clone()
         for _ in range(30):
-            # A + λ·diag(D) + 1e-14·max(D)·I formed in place: the same numbers (the diagonal
-            # gets λ·D_i, then the shift) without three P × P temporaries per try
-            M.copy_(A)
-            M.diagonal().add_(self.lam * diag).add_(1e-14 * float(diag.max()))
-            torch.linalg.cholesky_ex(M, out=(L, info))
+            # A + λ·diag(D) + 1e-14·max(D)·I formed on A's own diagonal (the same numbers: the
+            # diagonal gets λ·D_i, then the shift), factored (cholesky_ex copies its input
+            # into L), and the diagonal put back exactly: no P × P copy of A per try
+            A.diagonal().add_(self.lam * diag).add_(1e-14 * float(diag.max()))
+            torch.linalg.cholesky_ex(A, out=(L, info))
+            A.diagonal().copy_(undamped)
             if int(info) != 0:
                 self.lam *= 10.0
                 continue
