@@ -29,10 +29,11 @@ While ``recording()`` is active (a ``contextvars.ContextVar``, not module state)
 add a :class:`LayerRecord` for every evaluation: their outputs and a rule giving per-point
 parameter gradients from the gradients at those outputs (``kanpinn.solver.jacobian``).
 
-Orders 3 and 4 (KdV's u_xxx, a beam's u_xxxx, Kuramoto-Sivashinsky, biharmonic). Only
-the *diagonal* derivatives are carried, as for order 2: along one input axis every rule
-is a rule of one-variable calculus, so the extension is the same few formulas written
-to order K <= 4 (``MAX_ORDER``), with d_r = ∂^r/∂x_i^r for each axis i at once:
+Orders 3 and 4 (KdV's u_xxx, a beam's or Kuramoto-Sivashinsky's u_xxxx). Only the
+*diagonal* derivatives are carried, as for order 2: along one input axis every rule is
+a rule of one-variable calculus, so the extension is the same few formulas written to
+order K <= 4 (``MAX_ORDER``), with d_r = ∂^r/∂x_i^r for each axis i at once. Mixed
+derivatives (a biharmonic's u_xxyy) are not carried: autograd serves them, as before.
 
 - sums: termwise; products: Leibniz, (ab)_k = Σ_j C(k, j) a_j b_(k-j)
   (``leibniz``); quotients: q_k = (a_k - Σ_(j>=1) C(k, j) b_j q_(k-j)) / b;
@@ -51,7 +52,11 @@ backward of ``kanpinn.layer_jet``), and the solver asks for them only when a res
 needs them. It learns that with ``needed_order``: the residual is run once on the
 interior points at order 2 while ``demanding()`` listens; ``kp.partial(u, x, i, 3)``
 on a jet of order 2 notes the demand (``note_demand``) and answers by autograd on top
-of the jet.
+of the jet. The KAN layer's orders 3 and 4 are plain autograd ops (differentiable to
+any order), except the network-input layer's cached-feature product, whose
+hand-written node serves every order; a B-spline basis of order k refuses a jet of
+order > k (its k+1-th derivative is zero between the knots: a residual would not see
+the splines), k >= order + 1 keeps the highest derivative continuous.
 A model (or transform) that cannot carry order 3/4 returns what it has (u, du, d2u):
 ``evaluate`` attaches it and the operators differentiate the rest by autograd, which
 is exact, only slower, and outside the structured Jacobian.
