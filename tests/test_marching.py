@@ -313,3 +313,102 @@ def test_each_window_share_is_corrected_for_what_the_earlier_windows_overran():
     assert _overrun([], 5.0) == 1.0                       # nothing to go by yet
     assert _overrun(ran, 48.0) == pytest.approx(1.2)      # 40 s counted, 48 s on the clock
     assert _overrun(ran, 20.0) == 1.0 and _overrun(ran, 400.0) == 3.0   # bounded
+
+
+def heat_periodic():
+    """Heat on a periodic interval: auto mode embeds x (cos/sin, so each window's box is mapped
+    onto the grid range) and makes u0 = sin(πx) exact; u = e^-t sin(πx)."""
+    return kp.Problem(kp.SpaceTime(kp.Interval(-1.0, 1.0), t=(0.0, 1.0)),
+                      lambda x, u: kp.partial(u, x, 1) - kp.partial(u, x, 0, order=2) / pi**2,
+                      [kp.Periodic("x"), kp.Initial(lambda x: torch.sin(pi * x[:, 0:1]))],
+                      exact=lambda x: torch.exp(-x[:, 1:2]) * torch.sin(pi * x[:, 0:1]), name="heat_periodic")
+
+
+def _warm_march(problem, windows, **kw):
+    """Auto mode in each window with warm starts (an option of the marching driver)."""
+    from kanpinn.solver.marching import solve_windows
+    opts = dict(grids=[3], steps=4, n_interior=200, n_boundary=40, test_points=21, progress=False, max_time=60)
+    opts.update(kw)
+    return solve_windows(problem, None, opts, window_edges(problem, windows), {}, warm_start=True)
+
+
+def _two_windows_then_warm(problem, edges):
+    """Auto mode on the first two windows (tiny budget), then the warm plan of the third."""
+    from kanpinn.solver.marching import window_problem
+    from kanpinn.solver.warm import warm_plan
+    opts = dict(grids=[3, 6], steps=3, n_interior=200, n_boundary=40, test_points=21, progress=False,
+                max_time=60, windows=1)
+    prev = None
+    for k in range(2):
+        prev = kp.solve(window_problem(problem, edges[k], edges[k + 1], prev), **opts).model
+    wp = window_problem(problem, edges[2], edges[3], prev)
+    return prev, wp, warm_plan(wp, opts, prev)
+
+
+def test_a_warm_window_starts_from_the_previous_network_on_the_same_normalised_coordinates():
+    from kanpinn.solver.warm import network
+    edges = [0.0, 0.3, 0.6, 0.9]
+    prev, wp, planned = _two_windows_then_warm(heat_periodic(), edges)
+    model, opts, choices = planned
+    model = model.to(DT)
+    # the same network (weights, grid and knots), on the grid the previous window ended on
+    src, dst = network(prev)[0], network(model)[0]
+    assert src is not dst and dst.grid == src.grid == 6 and opts["grids"] == [6]
+    z = torch.rand(50, 5, dtype=DT) * 2 - 1
+    assert torch.equal(src(z), dst(z))
+    # u = u(a) + τ·N with τ normalised per window: the warm window's correction at
+    # (x, a + sτ) is the previous window's at (x, a - τ + sτ), for every s
+    s = torch.rand(40, dtype=DT) * 0.9 + 0.05
+    x = torch.rand(40, dtype=DT) * 1.8 - 0.9
+    a, tau = edges[2], edges[2] - edges[1]
+    at = lambda m, t: m(torch.stack([x, t], 1)).detach()
+    new = (at(model, a + s * tau) - at(prev, torch.full_like(s, a))) / s[:, None]
+    old = (at(prev, a - tau + s * tau) - at(prev.lifting.u0.model, torch.full_like(s, a - tau))) / s[:, None]
+    # the window boxes are stored in the float32 of the planned model: rounding of 1e-7
+    assert torch.allclose(new, old, rtol=1e-6, atol=1e-6)
+    assert choices["methods"]["warm_start"]["grid"] == 6
+
+
+def test_a_marched_linear_problem_stays_accurate_with_warm_starts():
+    # periodic heat with an exact initial condition in every window, so windows 2 and 3
+    # start warm; the exact solution e^-t sin(πx) is the truth
+    r = _warm_march(heat_periodic(), 3, grids=[4, 8], steps=12, n_interior=300, n_boundary=60, test_points=31,
+                    seed=0)
+    per = r.options["auto"]["windows"]
+    assert "warm_start" not in per[0]["methods"]
+    assert all("warm_start" in w["methods"] for w in per[1:])
+    assert [w["grid"] for w in r.metrics["windows"]] == [8, 8, 8]
+    assert r.metrics["l2_relative"] < 1e-4
+    for w in r.metrics["windows"]:
+        assert w["l2_relative"] < 1e-4
+
+
+def test_models_that_cannot_start_warm_start_cold_without_error():
+    from kanpinn.solver.marching import solve_windows, window_edges
+    # the network sees t itself (no input map of the window's box): cold, with a note
+    r = _warm_march(heat(), 2)
+    assert any(n.startswith("window 2: cold start") and "unnormalised" in n for n in r.metrics["notes"])
+    # off by default: auto mode's windows start cold, and say nothing about it
+    r = _auto_small(heat_periodic(), 2)
+    assert "warm_start" not in r.options["auto"]["windows"][1]["methods"]
+    assert not any("cold start" in n for n in r.metrics.get("notes", ()))
+    # a given model (here an MLP and a KAN with a multiplication node) trains from its own
+    # start in every window; asking for a warm start with one is refused
+    for model in (kp.MLP([2, 8, 1], seed=0), kp.KAN([2, [2, 1], 1], grid=3, k=3, seed=0)):
+        r = kp.solve(heat(), model, windows=2, grids=[3], steps=3, n_interior=100, n_boundary=20,
+                     test_points=11, progress=False, starts=1)
+        assert len(r.model.windows) == 2 and math.isfinite(r.metrics["l2_relative"])
+        assert not any("warm" in n for n in r.metrics.get("notes", ()))
+    with pytest.raises(KanpinnError, match="warm start"):
+        solve_windows(heat(), kp.MLP([2, 8, 1], seed=0), {"progress": False}, window_edges(heat(), 2), {},
+                      warm_start=True)
+    # a first window whose initial condition stays in the loss (u0' not periodic) draws u
+    # itself, the next one the correction to u(a): that window starts cold, with a note
+    soft = kp.Problem(kp.SpaceTime(kp.Interval(-1.0, 1.0), t=(0.0, 1.0)),
+                      lambda x, u: kp.partial(u, x, 1) - 1e-2 * kp.partial(u, x, 0, order=2) + u**3 - u,
+                      [kp.Periodic("x"), kp.Initial(lambda x: x[:, 0:1] ** 2)])
+    r = _warm_march(soft, 3)
+    notes = r.metrics["notes"]
+    assert any(n.startswith("window 2: cold start") for n in notes)
+    assert not any(n.startswith("window 3: cold start") for n in notes)
+    assert "warm_start" in r.options["auto"]["windows"][2]["methods"]

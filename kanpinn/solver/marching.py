@@ -94,20 +94,29 @@ def window_problem(problem, a, b, prev=None):
                    name=f"{problem.name} window t=[{a:g}, {b:g}]")
 
 
-def solve_windows(problem, model, options, edges, choices):
+def solve_windows(problem, model, options, edges, choices, warm_start=False):
     """Train one model per window (see the module doc); returns the whole Result.
 
     ``model``: the model the user gave (copied for each window, untrained) or None (auto
     mode in each window); ``options``: the user's solve options; ``choices``: auto mode's
-    record for the whole problem (kept in ``Result.options["auto"]``)."""
+    record for the whole problem (kept in ``Result.options["auto"]``); ``warm_start``
+    (auto mode only): start each window after the first from the previous window's
+    trained network (``warm.warm_plan``). Off by default: measured on Allen-Cahn (5
+    windows, 180 CPU s) it lost to cold starts (7.95e-5 against 7.5e-5; see
+    docs/hard_problems.md, "Warm starts")."""
     from ..result import Result
     from ..transforms.windows import TimeWindows
     from .solve import solve
+    from .warm import warm_plan
     check_marching(problem)
     if options.get("checkpoint"):
         raise KanpinnError("windows: checkpoints are not supported with time-marching (each window is its own "
                            "solve); drop 'checkpoint' or 'windows'")
     given = None if model is None else copy.deepcopy(model)
+    if warm_start and model is not None:
+        raise KanpinnError("windows: a warm start continues auto mode's network from window to window; a given "
+                           "model is trained from its own initialisation in every window (drop warm_start)")
+    warm = model is None and bool(warm_start)
     total = options.get("max_time")
     if total is None and model is None:
         from .auto import DEFAULT_MAX_TIME
@@ -130,7 +139,17 @@ def solve_windows(problem, model, options, edges, choices):
                 floored.append(k + 1)
             wopts["max_time"] = max(share, MIN_WINDOW_SECONDS)
         wp = window_problem(problem, edges[k], edges[k + 1], prev)
-        res = solve(wp, None if given is None else copy.deepcopy(given), **wopts)
+        res = None
+        if warm and prev is not None:
+            planned = warm_plan(wp, wopts, prev)
+            if isinstance(planned, str):
+                notes.append(f"window {k + 1}: cold start ({planned})")
+            else:
+                wmodel, wo, wch = planned
+                res = solve(wp, wmodel, **wo)
+                res.options["auto"] = wch           # the plan (solve saw a given model)
+        if res is None:
+            res = solve(wp, None if given is None else copy.deepcopy(given), **wopts)
         for note in res.metrics.get("notes") or ():
             notes.append(f"window {k + 1}: {note}")
         prev = res.model
@@ -182,6 +201,13 @@ def _history(results):
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
 
 
+def _grid(model):
+    """The grid size of the network inside a window's model (None when it has none)."""
+    from .warm import network
+    grid = getattr(network(model)[0], "grid", None)
+    return None if grid is None else int(grid)
+
+
 def _result(problem, model, results, total, choices, notes, wall, Result):
     first = results[0]
     dtype = next(model.parameters()).dtype
@@ -190,7 +216,8 @@ def _result(problem, model, results, total, choices, notes, wall, Result):
     windows = [{"t": [float(model.edges[k]), float(model.edges[k + 1])],
                 "l2_relative": r.metrics.get("l2_relative"), "loss": r.metrics.get("loss"),
                 "wall_time": r.metrics.get("wall_time"), "steps": r.metrics.get("steps"),
-                "n_parameters": r.metrics.get("n_parameters")} for k, r in enumerate(results)]
+                "n_parameters": r.metrics.get("n_parameters"), "grid": _grid(r.model)}
+               for k, r in enumerate(results)]
     metrics = {"loss": float(sum(r.metrics.get("loss", math.nan) for r in results)),
                "wall_time": float(sum(r.metrics.get("wall_time", 0.0) for r in results)),
                "elapsed": wall,
