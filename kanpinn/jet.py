@@ -312,13 +312,16 @@ def bell(g: list) -> list:
 def faa_di_bruno(f: list, g: list) -> list:
     """Derivatives [z1 .. zK] of z = F(y) along one direction, from F's derivatives
     f = [F', F'', ...] (at least K of them) at y and y's derivatives g = [y1 .. yK]."""
-    B = bell(g)
-    out = []
-    for k in range(1, len(g) + 1):
-        acc = f[0] * B[k][1]
-        for r in range(2, k + 1):
-            acc = acc + f[r - 1] * B[k][r]
-        out.append(acc)
+    out = [f[0] * g[0]]
+    if len(g) >= 2:                     # written as before orders 3-4 existed: same rounding
+        out.append(f[1] * g[0] * g[0] + f[0] * g[1])
+    if len(g) >= 3:
+        B = bell(g)
+        for k in range(3, len(g) + 1):
+            acc = f[0] * B[k][1]
+            for r in range(2, k + 1):
+                acc = acc + f[r - 1] * B[k][r]
+            out.append(acc)
     return out
 
 
@@ -553,7 +556,8 @@ def _rpow(out, args, kwargs):
     if not (isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0):
         raise _Plain
     lc = math.log(c)
-    return _elementwise(lambda _, y, K: [y * lc ** r for r in range(1, K + 1)])(out, (u,), {})
+    derivs = _first_two(lambda _, y: (y * lc, y * lc * lc), lambda _, y, K: [y * lc ** r for r in range(1, K + 1)])
+    return _elementwise(derivs)(out, (u,), {})
 
 
 def chain_polynomials(rate, count):
@@ -587,6 +591,14 @@ def _chain_in_y(rate):
     return lambda u, y, K: [horner(polys[r], y) for r in range(K)]
 
 
+def _first_two(fn, higher):
+    """f', f'' by ``fn(u, y)`` (the order-2 formulas, unchanged), beyond by ``higher``."""
+    def derivatives(u, y, K):
+        out = list(fn(u, y))[:K]
+        return out + higher(u, y, K)[2:] if K > 2 else out
+    return derivatives
+
+
 def _cycle(*fns):
     """Derivatives that repeat with period len(fns): fns[r % n](u, y) is f^(r+1)."""
     return lambda u, y, K: [fns[r % len(fns)](u, y) for r in range(K)]
@@ -596,10 +608,11 @@ _FUNCTIONS = {
     "sin": _cycle(lambda u, y: torch.cos(u), lambda u, y: -y, lambda u, y: -torch.cos(u), lambda u, y: y),
     "cos": _cycle(lambda u, y: -torch.sin(u), lambda u, y: -y, lambda u, y: torch.sin(u), lambda u, y: y),
     "exp": lambda u, y, K: [y] * K,
-    "log": lambda u, y, K: [(-1) ** (r - 1) * math.factorial(r - 1) / u ** r for r in range(1, K + 1)],
-    "tanh": _chain_in_y([1.0, 0.0, -1.0]),
-    "sigmoid": _chain_in_y([0.0, 1.0, -1.0]),
-    "sqrt": _power_derivatives(0.5),
+    "log": _first_two(lambda u, y: (1 / u, -1 / (u * u)),
+                      lambda u, y, K: [(-1) ** (r - 1) * math.factorial(r - 1) / u ** r for r in range(1, K + 1)]),
+    "tanh": _first_two(lambda u, y: (1 - y * y, -2 * y * (1 - y * y)), _chain_in_y([1.0, 0.0, -1.0])),
+    "sigmoid": _first_two(lambda u, y: (y * (1 - y), y * (1 - y) * (1 - 2 * y)), _chain_in_y([0.0, 1.0, -1.0])),
+    "sqrt": _first_two(lambda u, y: (0.5 / y, -0.25 / (y * y * y)), _power_derivatives(0.5)),
     "square": lambda u, y, K: [2 * u, 2 + 0 * u, 0 * u, 0 * u][:K],
     "sinh": _cycle(lambda u, y: torch.cosh(u), lambda u, y: y),
     "cosh": _cycle(lambda u, y: torch.sinh(u), lambda u, y: y),

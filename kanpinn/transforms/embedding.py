@@ -151,10 +151,11 @@ class Embedded(ModelWrapper):
             z = self._map(x, 0)[0]
             u, *ds = self.inner.forward_jet(z, order)
             a = 2.0 / (self.hi - self.lo)
-            out, scale = [u], a
-            for t in ds:
-                out.append(None if t is None else t * scale)
-                scale = scale * a
+            out = [u]
+            for r, t in enumerate(ds, start=1):
+                for _ in range(r if t is not None else 0):
+                    t = t * a               # t·a·a.. as order 2 always did (same rounding)
+                out.append(t)
             return tuple(out)
         if order > 2 and callable(getattr(self.inner, "propagate", None)) \
                 and not any(layer.symbolic for layer in self.inner.layers):
