@@ -84,16 +84,18 @@ MEASURED = {
                   "from the FD reference; Kovasznay with k = 3 misses its 1e-5 target (6e-5 / 3e-4 / 2e-4)"),
     ],
     "lm_step_ratio": [
-        dict(box="shared 2-core dev box, 1 thread, load 3.9-4.2, previous and new LM alternated in one "
+        dict(box="shared 2-core dev box, 1 thread, load 4.0, previous and new LM alternated in one "
                  "process (15 pairs), step_ratio's construction (grids on the points)",
-             system_s=0.402, scalar_s=0.105, ratio=3.84, before=4.11, met=False,
-             note="session 8, [2,12,m] G=10 k=3, 1000/400: previous code 0.480 / 0.117 s in the same "
-                  "process (system 0.84x, scalar 0.90x). Auto size [2,20,m] G=20 k=5, 2000/400, 9 pairs, "
-                  "load 4.2-4.5: 2.601 / 0.444 s = 5.86 against 2.842 / 0.558 s = 5.10 (system 0.92x, "
-                  "scalar 0.80x). Diagonal JᵀJ chunks as lower block triangles, column groups read in "
-                  "place as strided views, the Cholesky's memory kept and its factor read in place. A "
-                  "B-spline-blocked JᵀJ (rows in cell order) measured as a prototype raised the JᵀJ ratio "
-                  "(3.5 -> 8.1 at bench size): it speeds the scalar up more (docs/navier_stokes.md)"),
+             system_s=0.174, scalar_s=0.047, ratio=3.73, before=3.92, met=False,
+             note="session 8, [2,12,m] G=10 k=3, 1000/400: previous code 0.194 / 0.049 s in the same "
+                  "process (system 0.90x, scalar 0.94x; a second run 3.81 -> 3.84, 0.96x / 0.95x). Auto "
+                  "size [2,20,m] G=20 k=5, 2000/400, 9 pairs, load 4.0-4.3: 2.173 / 0.388 s = 5.61 against "
+                  "2.431 / 0.422 s = 5.76 (0.89x / 0.92x; a second run 5.17 -> 5.48). step_ratio(repeats=9) "
+                  "alone, load 3.9-4.3: 3.77 and 5.18. Diagonal JᵀJ chunks as lower block triangles, "
+                  "column groups read in place as strided views, the Cholesky's factor kept and read in "
+                  "place, the damping on JᵀJ's own diagonal. A B-spline-blocked JᵀJ (rows in cell order) "
+                  "measured as a prototype raised the JᵀJ ratio (3.5 -> 8.1 at bench size): it speeds "
+                  "the scalar up more (docs/navier_stokes.md)"),
         dict(box="shared 2-core dev box, quiet (load 0.7-1.0), 1 thread, median of 9, grids on the points",
              system_s=0.140, scalar_s=0.034, ratio=4.09, met=False,
              note="end of session 7, [2,12,m] G=10 k=3: start-of-session code 0.192 / 0.049 s = 3.88 in the "
