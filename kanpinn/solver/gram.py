@@ -294,7 +294,7 @@ def _columns(J, order, work):
     n, m = order.numel(), J.shape[0]
     buf = work.get("columns") if work is not None else None
     if buf is None or buf.numel() < n * m or buf.dtype != J.dtype or buf.device != J.device:
-        buf = J.new_empty(J.shape[1] * m)
+        buf = J.new_empty(n * m)
         # kept only while small: a kept copy of a large J doubles what LM holds between
         # steps, and there the products outweigh the page faults
         if work is not None and buf.numel() * buf.element_size() <= _KEEP_BYTES:
