@@ -192,3 +192,57 @@ def test_fresh_point_guard_undoes_a_step_that_wrecks_the_function():
     for every, factor in [(0, 10.0), (5, 1.0)]:
         with pytest.raises(KanpinnError):
             FreshPointGuard(every=every, factor=factor)
+
+
+class _StageStartKick(Hook):
+    """Perturbs the parameters when stage ``stage`` starts: a stage-start refit that
+    raises the loss on fresh points far above the run's best before any step."""
+
+    def __init__(self, stage, scale):
+        self.stage, self.scale = stage, scale
+
+    def on_stage_start(self, run):
+        if run.stage == self.stage:
+            g = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for p in run.model.parameters():
+                    p.add_(self.scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+
+
+def test_a_per_stage_guard_lets_lm_train_down_a_stage_start_but_still_stops_a_blow_up():
+    from kanpinn.solver.guard import FreshPointGuard
+    opts = dict(optimizer="lm", grids=[5, 10], steps=20, n_interior=100, n_boundary=2, progress=False)
+
+    def solve(*hooks):
+        return kp.solve(_poisson(), kp.KAN([1, 4, 1], grid=5, k=3, seed=0), hooks=list(hooks), **opts)
+    # the kick raises the loss on fresh points ~200x (6.7e-4 -> 0.13); LM trains it down
+    run_wide = solve(_StageStartKick(1, 0.1), FreshPointGuard(every=5))
+    per_stage = solve(_StageStartKick(1, 0.1), FreshPointGuard(every=5, per_stage=True))
+    assert run_wide.metrics["steps"] == 25                              # stopped 5 steps into grid 10
+    assert per_stage.metrics["steps"] == 40                             # grid 10 trained to its end
+    assert per_stage.metrics["l2_relative"] < 0.5 * run_wide.metrics["l2_relative"]   # 2.5e-4 vs 1.8e-3
+    blown = solve(_Sabotage(30), FreshPointGuard(every=5, per_stage=True))
+    assert blown.metrics["steps"] == 30                                 # a blow-up inside a stage
+    assert blown.metrics["l2_relative"] < 1e-2                          # the best state restored
+
+
+def test_the_moving_shock_problem_is_exact_asymmetric_and_gets_the_front_rule_without_a_mirror():
+    from kanpinn.problem_file import load_problem
+    from pathlib import Path
+    p = load_problem(Path(__file__).resolve().parents[1] / "problems" / "burgers_moving_shock.py")
+    x = torch.rand(500, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = (x * torch.tensor([2.0, 1.0], dtype=torch.float64) - torch.tensor([1.0, 0.0], dtype=torch.float64))
+    x.requires_grad_(True)
+    u = p.exact(x)
+    g = torch.autograd.grad(u.sum(), x, create_graph=True)[0]
+    uxx = torch.autograd.grad(g[:, 0].sum(), x)[0][:, 0]
+    res = (g[:, 1] + u[:, 0] * g[:, 0] - 0.02 * uxx).detach()          # by autograd, not the file's residual
+    assert float(res.abs().max()) < 1e-12 and float(g[:, 0].detach().abs().max()) > 10.0   # steep, and exact
+    edge = torch.tensor([[-1.0, 0.3], [1.0, 0.3]], dtype=torch.float64)
+    assert torch.allclose(p.exact(edge)[:, 0], torch.tensor([1.0, -0.5], dtype=torch.float64), atol=1e-9)
+    assert mirror_symmetries(p) == []
+    _, opts, choices = plan(p, {"max_time": 60})
+    assert "mirror_symmetry" not in choices["methods"] and "front_knots" in choices["methods"]
+    guard = [h for h in opts["hooks"] if type(h).__name__ == "FreshPointGuard"]
+    assert len(guard) == 1 and guard[0].per_stage
+

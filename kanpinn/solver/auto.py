@@ -293,7 +293,7 @@ def _steepening(problem, info):
 def _front_methods(options, choices):
     """Fronts: RAD resampling and first-layer knots that follow the solution (see
     ``solver/fronts.py`` for the measurements)."""
-    from .fronts import KNOTS_DAMPING, KNOTS_UNIFORM, RESAMPLE
+    from .fronts import GUARD_PER_STAGE, KNOTS_DAMPING, KNOTS_UNIFORM, RESAMPLE
     from .knots import VariationKnots
     _set(options, choices, "resample", dict(RESAMPLE),
          "a nonlinearity that steepens into fronts: points drawn where the residual is large every 5 steps, "
@@ -303,7 +303,8 @@ def _front_methods(options, choices):
         choices["kept"]["variation_knots"] = "a VariationKnots hook given by the user"
         return
     from .guard import FreshPointGuard
-    options["hooks"] = [VariationKnots(uniform=KNOTS_UNIFORM, damping=KNOTS_DAMPING)] + hooks + [FreshPointGuard()]
+    options["hooks"] = [VariationKnots(uniform=KNOTS_UNIFORM, damping=KNOTS_DAMPING)] + hooks + \
+        [FreshPointGuard(per_stage=GUARD_PER_STAGE)]
     choices["methods"]["front_knots"] = {
         "uniform": KNOTS_UNIFORM,
         "why": "a nonlinearity that steepens into fronts: from the second grid on, first-layer knots gather "
