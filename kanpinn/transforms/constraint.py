@@ -99,39 +99,46 @@ class Lifting:
         return g
 
     def jet(self, x, order):
-        """g (N, k), gradient (N, k, d), Hessian diagonal (N, k, d) or None, by autograd on
-        the value functions. When x requires grad they stay differentiable in x (autograd
-        fallbacks on the model's output, e.g. mixed derivatives, then see every term)."""
+        """g (N, k), gradient (N, k, d), Hessian diagonal (N, k, d) or None (order < 2)."""
+        g, ds = self.derivatives(x, order)
+        return g, ds[0], (ds[1] if order >= 2 else None)
+
+    def derivatives(self, x, order):
+        """g (N, k) and [∂^r g/∂x_j^r for each column j] r = 1..max(order, 1), each
+        (N, k, d), by autograd on the value functions: the gradient once per output, then
+        one diagonal derivative after another along each axis. When x requires grad they
+        stay differentiable in x (autograd fallbacks on the model's output, e.g. mixed
+        derivatives, then see every term)."""
         live = x.requires_grad and torch.is_grad_enabled()
+        top = max(order, 1)
         with torch.enable_grad():
             xr = x if live else x.detach().requires_grad_(True)
             g = self.value(xr)
             n, d = xr.shape
             k = g.shape[1]
-            cols_g, cols_h = [], []
+            out = [xr.new_zeros(n, k, d) for _ in range(top)]
             for c in range(k):
-                first = None
-                if g.requires_grad:
-                    first = torch.autograd.grad(g[:, c].sum(), xr, create_graph=live or order >= 2,
-                                                allow_unused=True)[0]
+                if not g.requires_grad:
+                    break                                    # constant in x: all zero
+                first = torch.autograd.grad(g[:, c].sum(), xr, create_graph=live or top >= 2,
+                                            allow_unused=True)[0]
                 if first is None:
-                    first = xr.new_zeros(n, d)
-                cols_g.append(first)
-                if order >= 2:
-                    sec = []
-                    for j in range(d):
-                        s_j = None
-                        if first.requires_grad:
-                            s_j = torch.autograd.grad(first[:, j].sum(), xr, create_graph=live,
-                                                      retain_graph=True, allow_unused=True)[0]
-                        sec.append(xr.new_zeros(n) if s_j is None else s_j[:, j])
-                    cols_h.append(torch.stack(sec, 1))
-            gg = torch.stack(cols_g, 1)
-            hg = torch.stack(cols_h, 1) if order >= 2 else None
+                    continue
+                out[0][:, c] = first
+                for j in range(d):
+                    y = first[:, j]
+                    for r in range(1, top):
+                        if not y.requires_grad:
+                            break                            # a constant from here on: zero
+                        nxt = torch.autograd.grad(y.sum(), xr, create_graph=live or r < top - 1,
+                                                  retain_graph=True, allow_unused=True)[0]
+                        if nxt is None:
+                            break
+                        y = nxt[:, j]
+                        out[r][:, c, j] = y
         if not live:
-            g, gg = g.detach(), gg.detach()
-            hg = None if hg is None else hg.detach()
-        return g, gg, hg
+            g, out = g.detach(), [t.detach() for t in out]
+        return g, out
 
 
 class HardConstraint(ModelWrapper):

@@ -5,7 +5,7 @@ from the inner model's jet, the distance factor's and the lifting's. D is a prod
 univariate factors (``distance.box_distance``), so ∂^r D/∂x_j^r is the r-th derivative
 of the factors on column j times the others: exact, closed form. The lifting g is built
 from the problem's own value functions, so its derivatives come by autograd, one
-diagonal derivative after another, as ``Lifting.jet`` does for order 2.
+diagonal derivative after another (``Lifting.derivatives``).
 
 When the inner model stops at order 2 (``evaluate``'s contract) the constraint does too:
 the operators take the rest by autograd, exactly, outside the structured Jacobian.
@@ -58,33 +58,6 @@ def _distance_jet(x, factors, order):
     return D[:, None], out
 
 
-def _lifting_jet(lift, x, order):
-    """g (N, k) and its diagonal derivatives 1..order (N, k, d), by autograd on the
-    lifting's value function (kept differentiable in x when x requires grad)."""
-    live = x.requires_grad and torch.is_grad_enabled()
-    with torch.enable_grad():
-        xr = x if live else x.detach().requires_grad_(True)
-        g = lift.value(xr)
-        n, d = xr.shape
-        k = g.shape[1]
-        out = [xr.new_zeros(n, k, d) for _ in range(order)]
-        for c in range(k):
-            for j in range(d):
-                y = g[:, c]
-                for r in range(order):
-                    if not y.requires_grad:
-                        break                        # a constant from here on: zero
-                    grad = torch.autograd.grad(y.sum(), xr, create_graph=live or r < order - 1,
-                                               retain_graph=True, allow_unused=True)[0]
-                    if grad is None:
-                        break
-                    y = grad[:, j]
-                    out[r][:, c, j] = y
-    if not live:
-        g, out = g.detach(), [t.detach() for t in out]
-    return g, out
-
-
 def constraint_jet(hc, x, order):
     """(u, du, d2u, d3u[, d4u]) of ``hc`` (a HardConstraint) at x for order 3 or 4, or
     fewer derivatives when the inner model gives fewer."""
@@ -98,7 +71,7 @@ def constraint_jet(hc, x, order):
     K = next((i for i, t in enumerate(dN) if t is None), len(dN))        # what the inner model gave
     dN = dN[:K]
     D, dD = _distance_jet(x, hc.factors, K)
-    g, dg = _lifting_jet(lift, x, K)
+    g, dg = lift.derivatives(x, K)
     prod = leibniz(D[..., None], dD, N[..., None], dN)
     return (g + D * N, *(a + b for a, b in zip(dg, prod)))
 
