@@ -118,9 +118,10 @@ def _dense(J, work=None):
     return A
 
 
-def _pieces(n):
-    """How many pieces a diagonal chunk of n columns is split into."""
-    return max(1, round(n / _DIAG_BLOCK))
+def _cut(n, size):
+    """Edges 0 = e_0 < .. < e_s = n cutting n columns into s ≈ n / size equal pieces."""
+    s = max(1, round(n / size))
+    return [round(i * n / s) for i in range(s + 1)]
 
 
 def _symmetric(X, ranges, A):
@@ -128,9 +129,8 @@ def _symmetric(X, ranges, A):
     to fill, X: n columns): X's columns split into pieces, the products of the lower
     block triangle formed and mirrored ((s + 1) / 2s of the whole product's work for s
     pieces)."""
-    n = X.shape[1]
-    s = _pieces(n)
-    edges = [round(i * n / s) for i in range(s + 1)]
+    edges = _cut(X.shape[1], _DIAG_BLOCK)
+    s = len(edges) - 1
     for p in range(s):
         e0, e1 = edges[p], edges[p + 1]
         for q in range(p, s):
@@ -157,7 +157,7 @@ def _product(X, Y, ranges, block):
 
 
 def _symmetric_flops(n):
-    s = _pieces(n)
+    s = len(_cut(n, _DIAG_BLOCK)) - 1
     return n * n * (s + 1) / (2 * s)
 
 
@@ -233,20 +233,17 @@ def _plan(J, rows):
             # block) would make many small products: it is gathered and cut as one piece
             runs, loose = [], cols
         for start, step, n in runs:
-            pieces = max(1, round(n / _BLOCK))
-            edges = [round(i * n / pieces) for i in range(pieces + 1)]
+            edges = _cut(n, _BLOCK)
             for e0, e1 in zip(edges, edges[1:]):
                 chunks.append(((at + e0, at + e1), members, (start + e0 * step, step)))
             order += range(start, start + n * step, step)
             at += n
         if loose:
-            n = len(loose)
-            pieces = max(1, round(n / _BLOCK))
-            edges = [round(i * n / pieces) for i in range(pieces + 1)]
+            edges = _cut(len(loose), _BLOCK)
             for e0, e1 in zip(edges, edges[1:]):
                 chunks.append(((at + e0, at + e1), members, None))
             order += loose
-            at += n
+            at += len(loose)
     if _flops(chunks, rows) > (1 - _MIN_SAVING) * _dense_flops(m, p, symmetric=True):
         return None
     return torch.tensor(order, dtype=torch.long, device=J.device), chunks, rows
