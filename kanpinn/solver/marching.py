@@ -203,8 +203,8 @@ def _history(results):
 
 def _grid(model):
     """The grid size of the network inside a window's model (None when it has none)."""
-    from .warm import network
-    grid = getattr(network(model)[0], "grid", None)
+    from ..transforms.wrapper import innermost
+    grid = getattr(innermost(model)[0], "grid", None)
     return None if grid is None else int(grid)
 
 

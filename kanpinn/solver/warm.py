@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import copy
 
+from ..transforms.wrapper import innermost, wrappers
+
 __all__ = ["warm_plan", "network", "structure"]
 
 
@@ -40,20 +42,14 @@ WARM_SHARE = 1.0
 
 def network(model):
     """(the network inside a model's wrappers, its parent wrapper or None)."""
-    parent = None
-    while hasattr(model, "inner") and hasattr(model, "inner_inputs"):
-        parent, model = model, model.inner
-    return model, parent
+    chain = wrappers(model)
+    return innermost(model)[0], (chain[-1] if chain else None)
 
 
 def _normalised(model):
     """Whether an input map (``Embedded``) puts each window's box on the same coordinates."""
     from ..transforms import Embedded
-    while hasattr(model, "inner") and hasattr(model, "inner_inputs"):
-        if isinstance(model, Embedded):
-            return True
-        model = model.inner
-    return False
+    return any(isinstance(w, Embedded) for w in wrappers(model))
 
 
 def structure(model):
@@ -62,20 +58,20 @@ def structure(model):
     configuration without its grid sizes."""
     from ..transforms import Embedded, HardConstraint
     out = []
-    while hasattr(model, "inner") and hasattr(model, "inner_inputs"):
-        if isinstance(model, HardConstraint):
+    for w in wrappers(model):
+        if isinstance(w, HardConstraint):
             # a time factor's window differs; a spatial factor's box must not
-            desc = [(c, kind, p) if kind == "low" else (c, a, b, kind, p) for c, a, b, kind, p in model.factors]
-            lift = {k: v is not None for k, v in model._spec.items() if k in ("h", "u0", "v0")}
+            desc = [(c, kind, p) if kind == "low" else (c, a, b, kind, p) for c, a, b, kind, p in w.factors]
+            lift = {k: v is not None for k, v in w._spec.items() if k in ("h", "u0", "v0")}
             out.append(("HardConstraint", tuple(desc), tuple(sorted(lift.items()))))
-        elif isinstance(model, Embedded):
-            out.append(("Embedded", tuple(sorted(model.periodic.items()))))
+        elif isinstance(w, Embedded):
+            out.append(("Embedded", tuple(sorted(w.periodic.items()))))
         else:
-            cfg = model.config() if hasattr(model, "config") else {}
-            out.append((type(model).__name__, repr({k: v for k, v in cfg.items() if k != "inner"})))
-        model = model.inner
-    cfg = model.config() if hasattr(model, "config") else {}
-    out.append((type(model).__name__, repr({k: v for k, v in cfg.items() if k != "grid"})))
+            cfg = w.config() if hasattr(w, "config") else {}
+            out.append((type(w).__name__, repr({k: v for k, v in cfg.items() if k != "inner"})))
+    net = innermost(model)[0]
+    cfg = net.config() if hasattr(net, "config") else {}
+    out.append((type(net).__name__, repr({k: v for k, v in cfg.items() if k != "grid"})))
     return tuple(out)
 
 

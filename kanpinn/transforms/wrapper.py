@@ -5,7 +5,7 @@ from torch import nn
 
 from ..errors import KanpinnError
 
-__all__ = ["ModelWrapper", "innermost", "run_layers", "values"]
+__all__ = ["ModelWrapper", "innermost", "wrappers", "run_layers", "values"]
 
 
 def values(model):
@@ -14,13 +14,22 @@ def values(model):
     return getattr(model, "forward_values", model)
 
 
-def innermost(model, x=None):
-    """(the network inside a model's wrappers, what it sees for x): walks the ``inner``
-    chain of input embeddings and exact constraints; x may be None."""
-    z = x
+def wrappers(model):
+    """The ``inner`` chain of input embeddings and exact constraints around a model's
+    network, outermost first (empty for a bare network)."""
+    chain = []
     while hasattr(model, "inner") and hasattr(model, "inner_inputs"):
-        z = None if z is None else model.inner_inputs(z)
+        chain.append(model)
         model = model.inner
+    return chain
+
+
+def innermost(model, x=None):
+    """(the network inside a model's wrappers, what it sees for x); x may be None."""
+    z = x
+    for w in wrappers(model):
+        z = None if z is None else w.inner_inputs(z)
+        model = w.inner
     return model, z
 
 
