@@ -564,8 +564,10 @@ WHOLE_UP_TO, CHUNK = 8192, 2048
 def _lm_cg(run, lr):
     params = [p for p in run.model.parameters() if p.requires_grad]
     n = run.loss.colloc.interior.shape[0]
+    # the solve option lm_cg_products (checked at the door by kanpinn.options) picks the route
     inner = MatrixFreeLM(run.loss, params, list(run.params.values()), lam=run.lm_lam, comm=run.comm,
-                         chunk=None if n <= WHOLE_UP_TO else CHUNK)
+                         chunk=None if n <= WHOLE_UP_TO else CHUNK,
+                         jacobian=run.opts.get("lm_cg_products", "auto"))
     return ResidualStepper(inner, run, "lm-cg")
 
 
