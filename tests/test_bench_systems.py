@@ -43,7 +43,7 @@ def test_quick_systems_rows(monkeypatch):
     monkeypatch.chdir(REPO)
     rows = run_systems(quick=True, max_time=1.0, log=lambda m: None)
     assert [r["row"].split(":")[0].split(" rel.")[0] for r in rows] == [
-        "Kovasznay", "Cavity Re = 100", "LM step"]
+        "Kovasznay", "Cavity Re = 100", "LM step", "Matrix-free LM step"]
     for r in rows:
         assert set(r) == set(SYSTEMS_COLUMNS) and r["error"] == "", r
         assert math.isfinite(r["seconds"]) and r["seconds"] > 0

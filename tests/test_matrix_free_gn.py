@@ -103,3 +103,21 @@ def test_the_product_route_is_a_solve_option_of_lm_cg():
     with pytest.raises(KanpinnError, match="lm_cg_products"):
         kp.solve(problem, kp.KAN([2, 3, 1], grid=4, k=3, seed=0), optimizer="lm-cg", steps=1,
                  n_interior=40, n_boundary=12, progress=False, lm_cg_products="forward")
+
+
+@pytest.mark.parametrize("route", ["structured", "autograd"])
+def test_fixed_work_runs_exactly_the_asked_iterations_and_leaves_the_parameters(route):
+    loss, params = _loss(_cavity(), 3)
+    before = _flat(params)
+    opt = MatrixFreeLM(loss, params, jacobian=route)
+    assert opt.fixed_work(7) == 7            # no early stop, even far from convergence
+    assert torch.equal(_flat(params), before)
+
+
+def test_step_ratio_refuses_bad_arguments(monkeypatch):
+    from kanpinn.bench.systems import step_ratio
+    monkeypatch.chdir(REPO)
+    for kw, word in (({"method": "cg"}, "method"), ({"method": "lm-cg", "products": "forward"}, "products"),
+                     ({"method": "lm-cg", "cg_iters": 0}, "cg_iters")):
+        with pytest.raises(KanpinnError, match=word):
+            step_ratio(**kw)

@@ -1,6 +1,6 @@
 """The systems table of ``kanpinn bench`` (issue 11): Navier-Stokes on the fast path.
 
-Three rows, each measured in this process:
+Four rows, each measured in this process:
 
 1. Kovasznay flow (``problems/kovasznay.py``): ``kp.solve(problem, seed=0, max_time=T)``
    (auto mode), relative L2 error of u, v and p on the 101 x 101 test grid, and of p up
@@ -16,6 +16,10 @@ Three rows, each measured in this process:
    field), KAN [2, 12, m] G = 10, 1000 / 400 points, alternated in one process on one
    thread, medians. Target: about the number of fields (the issue's "at most about the
    number of fields times a scalar solve").
+4. The same for the matrix-free step (``"lm-cg"`` with autograd products: J never
+   formed), at a fixed number of CG iterations (``MATRIX_FREE_CG``) for both problems, so
+   that the ratio compares equal work. Cheaper in ratio, dearer in seconds at this size
+   (docs/navier_stokes.md, "Session 9").
 
 ``MEASURED`` keeps the figures behind docs/navier_stokes.md, with their machine and load.
 
@@ -39,6 +43,8 @@ SYSTEMS_COLUMNS = ["row", "setup", "measured", "target", "seconds", "error"]
 # the cavity schedule of row 2 (measured: 2.5e-3 on u, 4.8e-3 on v, see MEASURED); quick
 # runs use a small one that only checks the row is produced
 CAVITY_SCHEDULE = dict(widths=[2, 20, 3], k=3, grids=[5, 10, 20], steps=60, n_interior=3000, n_boundary=800)
+# CG iterations of the matrix-free row (each problem does exactly as many: per unit of work)
+MATRIX_FREE_CG = 20
 CAVITY_QUICK = dict(widths=[2, 6, 3], k=3, grids=[5], steps=3, n_interior=200, n_boundary=80)
 
 MEASURED = {
@@ -164,17 +170,30 @@ def kovasznay_errors(result, problem):
             "p_up_to_constant": float(np.linalg.norm(d - d.mean()) / np.linalg.norm(p0))}
 
 
-def step_ratio(repeats=5, width=12, grid=10, n_interior=1000, n_boundary=400, k=3):
-    """(system seconds, scalar seconds): median dense LM step of the cavity (3 fields)
-    and of pykan's Poisson problem (1 field), KAN [2, width, m] of degree k with its grids
-    placed on the collocation points, alternated in this process (whatever thread count
-    torch has)."""
+def step_ratio(repeats=5, width=12, grid=10, n_interior=1000, n_boundary=400, k=3, method="lm",
+               products="autograd", cg_iters=20):
+    """(system seconds, scalar seconds): median LM step of the cavity (3 fields) and of
+    pykan's Poisson problem (1 field), KAN [2, width, m] of degree k with its grids placed
+    on the collocation points, alternated in this process (whatever thread count torch has).
+
+    ``method="lm"``: the dense step (``lm.py``: structured J, JᵀJ, Cholesky).
+    ``method="lm-cg"``: the matrix-free step (``matrix_free.py``) with ``products``
+    ("autograd": J·v and Jᵀu through the network, J never formed; "structured": the stored
+    J) and exactly ``cg_iters`` CG iterations (``MatrixFreeLM.fixed_work``), so that both
+    problems do the same number of products: the ratio is per unit of work."""
     import torch
 
     from ..kan import KAN
     from ..solver.lm import LevenbergMarquardt
     from ..solver.loss import Collocation, PINNLoss
+    from ..solver.matrix_free import MatrixFreeLM
     from .targets import poisson_problem
+    if method not in ("lm", "lm-cg"):
+        raise KanpinnError(f"step_ratio: method must be 'lm' or 'lm-cg', got {method!r}")
+    if products not in ("autograd", "structured"):
+        raise KanpinnError(f"step_ratio: products must be 'autograd' or 'structured', got {products!r}")
+    if isinstance(cg_iters, bool) or not isinstance(cg_iters, int) or cg_iters < 1:
+        raise KanpinnError(f"step_ratio: cg_iters must be a positive integer, got {cg_iters!r}")
     cavity = _load("lid_driven_cavity")["problem"]
 
     def stepper(problem, m):
@@ -185,18 +204,22 @@ def step_ratio(repeats=5, width=12, grid=10, n_interior=1000, n_boundary=400, k=
         # first-layer columns dead (no point in their support) and flatter the ratio
         # (measured, [2, 12, m] G = 10: 2.76 with dead columns, 3.90 without, one process)
         model.update_grid(col.all_interior().detach())
-        return LevenbergMarquardt(PINNLoss(problem, model, col, {}), [p for p in model.parameters() if p.requires_grad])
+        loss, params = PINNLoss(problem, model, col, {}), [p for p in model.parameters() if p.requires_grad]
+        if method == "lm":
+            return LevenbergMarquardt(loss, params).step
+        opt = MatrixFreeLM(loss, params, jacobian=products)
+        return lambda: opt.fixed_work(cg_iters)
 
     system, scalar = stepper(cavity, 3), stepper(poisson_problem("poisson_2d"), 1)
-    system.step()                       # warm-up: the first step also checks J against differences
-    scalar.step()
+    system()                            # warm-up: the first step also checks J against differences
+    scalar()
     ts, tc = [], []
     for _ in range(repeats):
         t = time.perf_counter()
-        system.step()
+        system()
         ts.append(time.perf_counter() - t)
         t = time.perf_counter()
-        scalar.step()
+        scalar()
         tc.append(time.perf_counter() - t)
     return statistics.median(ts), statistics.median(tc)
 
@@ -271,6 +294,18 @@ def run_systems(quick=False, max_time=180.0, log=print, device=None):
                          f"{ts / tc:.2f} ({ts:.3f} s / {tc:.3f} s)", "about 3 (the number of fields)", ts))
     except Exception as err:            # noqa: BLE001
         rows.append(_row("LM step: system / scalar", "", "", "about 3", error=f"{type(err).__name__}: {err}"))
+    log("systems: matrix-free LM step (lm-cg, autograd products), cavity against Poisson")
+    try:
+        its = 2 if quick else MATRIX_FREE_CG
+        kw = dict(repeats=1, width=6, grid=5, n_interior=100, n_boundary=40) if quick else {}
+        ts, tc = step_ratio(method="lm-cg", products="autograd", cg_iters=its, **kw)
+        rows.append(_row("Matrix-free LM step: system / scalar, same width",
+                         f"KAN [2,12,m] G=10, 1000/400 points, lm-cg with autograd J·v / Jᵀu (J never formed), "
+                         f"{its} CG iterations each, median, alternated",
+                         f"{ts / tc:.2f} ({ts:.3f} s / {tc:.3f} s)", "about 3 (the number of fields)", ts))
+    except Exception as err:            # noqa: BLE001
+        rows.append(_row("Matrix-free LM step: system / scalar", "", "", "about 3",
+                         error=f"{type(err).__name__}: {err}"))
     return rows
 
 

@@ -540,6 +540,23 @@ class MatrixFreeLM:
                 break
         return loss0, parts, False
 
+    def fixed_work(self, iterations):
+        """The work of a step that one solve settles, for cost measurements
+        (``kanpinn.bench.systems.step_ratio``): the step's preparation (gradient, diagonal,
+        products' graph or stored J), exactly ``iterations`` CG iterations (no early stop:
+        equal work whatever the conditioning) and the trial evaluation. The parameters are
+        left as they were. Returns the CG iterations run (fewer only if CG lost positive
+        curvature to rounding)."""
+        grad, diag, _, _, normal, _ = self._prepare()
+        delta, its = self.direction(self.lam, grad, self.damping(diag), normal, diag, 0.0, int(iterations))
+        saved = [p.detach().clone() for p in self.all]
+        self._apply(delta)
+        self._residual(self._views(self.chunk or WHOLE_UP_TO)[0] if self.mode == "structured" else None)
+        with torch.no_grad():
+            for p, s in zip(self.all, saved):
+                p.copy_(s)
+        return its
+
     def state(self):
         # g0 (the first step's ‖Jᵀr‖) sets the forcing terms: a resumed run must keep it
         return {"lam": self.lam, "nu": self.nu, "n_steps": self.n_steps, "g0": self._g0}
