@@ -23,10 +23,10 @@ def wave():
                       exact=lambda x: torch.sin(pi * x[:, 0:1]) * torch.cos(pi * x[:, 1:2]))
 
 
-def periodic():
+def periodic(u0=lambda x: torch.cos(pi * x[:, 0:1])):
     return kp.Problem(kp.SpaceTime(kp.Interval(-1, 1), t=(0, 1)),
                       lambda x, u: kp.partial(u, x, 1) - 0.01 * kp.partial(u, x, 0, 2),
-                      [kp.Periodic("x"), kp.Initial(lambda x: torch.cos(pi * x[:, 0:1]))])
+                      [kp.Periodic("x"), kp.Initial(u0)])
 
 
 def test_classify_reads_time_order_periodicity_and_box():
@@ -54,8 +54,15 @@ def test_plan_switches_on_the_methods_the_problem_needs():
     model, opts, ch = plan(periodic(), {})
     assert any(isinstance(h, CausalWeights) for h in opts["hooks"])      # first order in time
     emb = model if isinstance(model, Embedded) else model.inner
-    assert isinstance(emb, Embedded) and emb.periodic == {0: 2} and emb.inner.width_in == 5
+    # u0 = cos(πx) and the heat equation are even in x: cosines only (3 inner inputs)
+    assert isinstance(emb, Embedded) and emb.periodic == {0: 2} and emb.even == (0,) and emb.inner.width_in == 3
+    assert ch["methods"]["embedding"]["even"] == ["x"]
     assert any("periodic" in n for n in ch["notes"])
+    # no mirror symmetry (u0 has an odd part): cosines and sines (5 inner inputs)
+    model, opts, ch = plan(periodic(lambda x: torch.cos(pi * x[:, 0:1]) + 0.5 * torch.sin(pi * x[:, 0:1])), {})
+    emb = model if isinstance(model, Embedded) else model.inner
+    assert emb.periodic == {0: 2} and emb.even == () and emb.inner.width_in == 5
+    assert "even" not in ch["methods"]["embedding"]
 
 
 def test_user_options_win_and_are_reported_as_kept():

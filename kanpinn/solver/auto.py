@@ -145,9 +145,10 @@ def plan(problem, options: dict):
                                 "embedding; the conditions stay in the loss")
     seed = int(options.get("seed", 0) or 0)
     periodic = _periodic_columns(problem, info)
+    even = _even_columns(problem, periodic)
     from ..transforms.embedding import embedded_width
     width = _hidden_width(info)
-    widths = [embedded_width(info["dimension"], periodic), width, info["outputs"]]
+    widths = [embedded_width(info["dimension"], periodic, even), width, info["outputs"]]
     model = KAN(widths, grid=_PRESET["grids"][0], k=_PRESET["k"], seed=seed)
     choices["model"] = {"type": "KAN", "widths": widths, "k": _PRESET["k"],
                         "why": "a one-hidden-layer KAN with quintic B-splines is the measured "
@@ -155,7 +156,7 @@ def plan(problem, options: dict):
     if info["outputs"] > 1:
         choices["model"]["why_width"] = _SYSTEM_WIDTH_WHY
     steep = _steepening(problem, info)
-    model = _wrap(problem, model, info, choices, periodic, mirror=steep)
+    model = _wrap(problem, model, info, choices, periodic, mirror=steep, even=even)
     _set(options, choices, "optimizer", "lm", "Levenberg-Marquardt with the structured Jacobian")
     _set(options, choices, "max_time", DEFAULT_MAX_TIME,
          f"auto mode's default training budget ({DEFAULT_MAX_TIME:g} s); the best state "
@@ -247,16 +248,33 @@ def _periodic_columns(problem, info):
     return {info["variables"].index(v): _HARMONICS for v in info["periodic"]}
 
 
-def _wrap(problem, model, info, choices, periodic, mirror=False):
-    """The input embedding, the mirror symmetry (``mirror``: looked for) and the exact
-    constraints that apply to this problem."""
+def _even_columns(problem, periodic):
+    """The periodic columns in which the problem is mirror symmetric with even parity
+    about the period's centre (``symmetry.mirror_symmetries``): their embedding keeps the
+    cosines only (``Embedded(even=...)``), so u is even there exactly, as it is periodic.
+    Measured on Allen-Cahn (auto mode, 5 windows, 180 CPU s, 1 thread): rel. L2 6.8e-5 ->
+    4.95e-5; per window 1.25e-4 / 1.4e-5 / 1.8e-5 / 2.7e-5 / 5.9e-5 -> 1.14e-4 / 6.7e-6 /
+    9.0e-6 / 1.4e-5 / 2.5e-5: the first layer has 3 inputs instead of 5 (1040 parameters
+    instead of 1620 at grid 20), so the windows take 165-199 LM steps instead of 97-133,
+    and the two interfaces share their parameters. An odd parity is left to the fronts
+    rule's ``Mirror`` (no cosine-only form: odd periodic functions are sin·f(cos))."""
+    if not periodic:
+        return ()
+    from .symmetry import mirror_symmetries
+    return tuple(sorted(col for col, _centre, sign in mirror_symmetries(problem) if col in periodic and sign > 0))
+
+
+def _wrap(problem, model, info, choices, periodic, mirror=False, even=()):
+    """The input embedding (periodic columns in ``even`` by cosines alone), the mirror
+    symmetry (``mirror``: looked for) and the exact constraints that apply to this
+    problem."""
     from ..transforms import Embedded, HardConstraint, hard_constraint_for
     from ..transforms.mirror import Mirror
     from . import fronts
     lo = [b[0] for b in info["box"]]
     hi = [b[1] for b in info["box"]]
     if periodic or not info["box_is_unit"]:
-        model = Embedded(model, lo, hi, periodic)
+        model = Embedded(model, lo, hi, periodic, even)
         why = []
         if not info["box_is_unit"]:
             why.append("the box reaches outside [-1, 1]: inputs mapped affinely onto the grid range "
@@ -264,8 +282,16 @@ def _wrap(problem, model, info, choices, periodic, mirror=False):
         if periodic:
             why.append(f"periodic in {info['periodic']}: cos/sin embedding with {_HARMONICS} harmonics makes "
                        "u and every derivative exactly periodic")
+        if even:
+            why.append(f"mirror symmetric (even) in {[info['variables'][j] for j in even]} about the period's centre "
+                       "(probed): cosines only, so u is even exactly and the network learns half the period "
+                       "(Allen-Cahn, 180 s: 6.8e-5 -> 4.95e-5)")
         choices["methods"]["embedding"] = {"periodic": {str(k): v for k, v in periodic.items()}, "why": "; ".join(why)}
+        if even:
+            choices["methods"]["embedding"]["even"] = [info["variables"][j] for j in even]
     sym = fronts.mirror_for(problem, info) if mirror else None
+    if sym is not None and sym[0] in even:
+        sym = None                      # the embedding has made this parity exact already
     if sym is not None:
         # inside the constraint: u = g + D·N has the parity of g (D is even on a symmetric box)
         model = Mirror(model, *sym)

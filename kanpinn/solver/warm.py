@@ -65,7 +65,7 @@ def structure(model):
             lift = {k: v is not None for k, v in w._spec.items() if k in ("h", "u0", "v0")}
             out.append(("HardConstraint", tuple(desc), tuple(sorted(lift.items()))))
         elif isinstance(w, Embedded):
-            out.append(("Embedded", tuple(sorted(w.periodic.items()))))
+            out.append(("Embedded", tuple(sorted(w.periodic.items())), tuple(w.even)))
         else:
             cfg = w.config() if hasattr(w, "config") else {}
             out.append((type(w).__name__, repr({k: v for k, v in cfg.items() if k != "inner"})))

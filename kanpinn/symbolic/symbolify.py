@@ -299,6 +299,7 @@ def _embedding_exprs(wrapper, symbols):
     from ..errors import KanpinnError
     lo, hi = getattr(wrapper, "lo", None), getattr(wrapper, "hi", None)
     periodic = getattr(wrapper, "periodic", None)
+    even = getattr(wrapper, "even", ())
     if lo is None or hi is None or periodic is None or type(wrapper).__name__ != "Embedded":
         raise KanpinnError(f"symbolify_report cannot read a {type(wrapper).__name__} model's edges; it reads "
                            "KANs and KANs behind an input embedding (kanpinn.transforms.Embedded). "
@@ -310,7 +311,7 @@ def _embedding_exprs(wrapper, symbols):
         if j in periodic:
             for k in range(1, int(periodic[j]) + 1):
                 th = 2 * sympy.pi * k * (s - a) / (b - a)
-                out += [sympy.cos(th), sympy.sin(th)]
+                out += [sympy.cos(th)] if j in even else [sympy.cos(th), sympy.sin(th)]
         else:
             out.append(2 * (s - a) / (b - a) - 1)
     return out

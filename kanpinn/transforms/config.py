@@ -17,7 +17,8 @@ def wrapper_from_config(cfg, build_inner):
     try:
         if kind == "Embedded":
             periodic = {int(k): int(v) for k, v in (cfg.get("periodic") or {}).items()}
-            return Embedded(inner, cfg["lo"], cfg["hi"], periodic).to(next(inner.parameters()).dtype)
+            even = [int(j) for j in (cfg.get("even") or ())]
+            return Embedded(inner, cfg["lo"], cfg["hi"], periodic, even).to(next(inner.parameters()).dtype)
         if kind == "Mirror":
             from .mirror import Mirror
             return Mirror(inner, int(cfg["col"]), float(cfg["centre"]), float(cfg["sign"]))

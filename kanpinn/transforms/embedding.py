@@ -6,7 +6,11 @@ directly forces the solver to re-place the grids by refitting the random initial
 far outside where it was drawn (extrapolated: loss 1e30 at the start, measured). Mapping
 every variable affinely onto [-1, 1] keeps the initial network as drawn, whatever the
 box. A periodic variable of period L becomes cos(2πk(x - lo)/L), sin(2πk(x - lo)/L) for
-k = 1..K: every function of these is periodic with all its derivatives, exactly.
+k = 1..K: every function of these is periodic with all its derivatives, exactly. A periodic
+variable listed in ``even`` keeps the cosines only: every function of them is, besides,
+even about the period's centre (and its ends), exactly as every function of both is
+periodic. A problem with that mirror symmetry has a solution with it (see
+``kanpinn.solver.symmetry``), and the network then spends nothing on the other half.
 
 The jets follow by the chain rule: for the affine map a diagonal scaling of the inner
 model's jet; for the harmonics the inner KAN runs on the embedded input's own jet
@@ -25,9 +29,10 @@ from .wrapper import ModelWrapper, run_layers, values as _values
 __all__ = ["Embedded", "embedded_width"]
 
 
-def embedded_width(d, periodic):
-    """Inputs of the inner model: one per plain variable, 2K per periodic one."""
-    return d + sum(2 * int(k) - 1 for k in periodic.values())
+def embedded_width(d, periodic, even=()):
+    """Inputs of the inner model: one per plain variable, 2K per periodic one (K for one
+    listed in ``even``: cosines only)."""
+    return d + sum((int(k) if j in even else 2 * int(k)) - 1 for j, k in periodic.items())
 
 
 class Embedded(ModelWrapper):
@@ -38,6 +43,8 @@ class Embedded(ModelWrapper):
             ``embedded_width(d, periodic)`` inputs.
         lo, hi: the box (d,) of the problem's variables.
         periodic: {column index: harmonics K} of the periodic variables (period hi - lo).
+        even: periodic columns embedded by their cosines alone (u even about the centre
+            of [lo, hi] in that variable).
 
     Example:
 
@@ -46,7 +53,7 @@ class Embedded(ModelWrapper):
     torch.Size([1, 1])
     """
 
-    def __init__(self, inner, lo, hi, periodic=None):
+    def __init__(self, inner, lo, hi, periodic=None, even=()):
         super().__init__(inner)
         lo = np.asarray(lo, dtype=np.float64).reshape(-1)
         hi = np.asarray(hi, dtype=np.float64).reshape(-1)
@@ -58,12 +65,17 @@ class Embedded(ModelWrapper):
             if not 0 <= j < d or K < 1:
                 raise KanpinnError(f"Embedded: periodic maps a column in 0..{d - 1} to harmonics >= 1, got {j}: {K}")
         self.periodic = dict(sorted(periodic.items()))
+        even = sorted({int(j) for j in (even or ())})
+        if any(j not in self.periodic for j in even):
+            raise KanpinnError(f"Embedded: even lists columns {even}, but only periodic columns "
+                               f"{sorted(self.periodic)} can be embedded by cosines alone")
+        self.even = tuple(even)
         self.d = d
-        want = embedded_width(d, self.periodic)
+        want = embedded_width(d, self.periodic, self.even)
         got = getattr(inner, "width_in", want)
         if got != want:
             raise KanpinnError(f"Embedded: the inner model takes {got} inputs but the embedding gives {want} "
-                               f"({d} variables, periodic {self.periodic})")
+                               f"({d} variables, periodic {self.periodic}, even {list(self.even)})")
         if self.periodic and not hasattr(inner, "layers"):
             raise KanpinnError("Embedded: a periodic embedding needs a KAN inside (its jets take the input's jet)")
         dtype = next(inner.parameters()).dtype
@@ -75,9 +87,12 @@ class Embedded(ModelWrapper):
         return self.d
 
     def config(self):
-        return {"type": "Embedded", "inner": self.inner.config(),
-                "lo": self.lo.tolist(), "hi": self.hi.tolist(),
-                "periodic": {str(k): v for k, v in self.periodic.items()}}
+        cfg = {"type": "Embedded", "inner": self.inner.config(),
+               "lo": self.lo.tolist(), "hi": self.hi.tolist(),
+               "periodic": {str(k): v for k, v in self.periodic.items()}}
+        if self.even:
+            cfg["even"] = list(self.even)
+        return cfg
 
     def set_input_range(self, lo, hi):
         """Move the box (the solver calls this with the domain's box); the inner model
@@ -109,14 +124,17 @@ class Embedded(ModelWrapper):
                     w = 2 * math.pi * k / L[j]
                     th = w * (xj - self.lo[j])
                     c, s = torch.cos(th), torch.sin(th)
-                    zs += [c, s]
                     dc, ds_, wr = [], [], w
                     for r in range(1, order + 1):
                         # the four-step cycle of d/dθ: cos -> -sin -> -cos -> sin
                         dc.append(wr * (-s, -c, s, c)[(r - 1) % 4])
                         ds_.append(wr * (c, -s, -c, s)[(r - 1) % 4])
                         wr = wr * w
-                    cols += [(j, dc), (j, ds_)]
+                    zs.append(c)
+                    cols.append((j, dc))
+                    if j not in self.even:
+                        zs.append(s)
+                        cols.append((j, ds_))
             else:
                 a = 2.0 / L[j]
                 zs.append(a * (xj - self.lo[j]) - 1.0)
