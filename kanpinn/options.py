@@ -389,9 +389,10 @@ SOLVE_OPTIONS: dict[str, Spec] = {
     "max_time": Spec(None, real(lo=0, lo_open=True, optional=True), "seconds of training at most"),
     "target": Spec(None, real(lo=0, lo_open=True, optional=True), "stop at this relative L2 error"),
     "lbfgs_history": Spec(50, integer(lo=1), "L-BFGS history size"),
-    "lm_cg_products": Spec("auto", choice("auto", "structured", "autograd"),
+    "lm_cg_products": Spec("auto", choice("auto", "structured", "autograd", "records"),
                            "'lm-cg' Jacobian products: the stored structured J ('auto': when the layers' "
-                           "rule covers the residual) or autograd J·v / Jᵀu (J never formed)"),
+                           "rule covers the residual), or with J never formed: the KAN layers' records "
+                           "('records') or autograd J·v / Jᵀu ('autograd')"),
     "starts": Spec(1, integer(lo=1), "random initialisations tried on the first grid"),
     "start_steps": Spec(20, integer(lo=1), "steps per multi-start trial"),
     "restarts": Spec(0, integer(lo=0), "with starts > 1: rounds of new starts while the loss stalls at "

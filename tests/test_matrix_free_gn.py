@@ -73,15 +73,16 @@ def test_structured_step_is_the_dense_lm_step(problem, outputs):
     assert float((delta - dense).norm() / dense.norm()) < 1e-8
 
 
+@pytest.mark.parametrize("route", ["autograd", "records"])
 @pytest.mark.parametrize("problem, outputs", [(_poisson, 1), (_cavity, 3)], ids=["poisson", "cavity"])
-def test_autograd_products_solve_the_dense_lm_system(problem, outputs):
-    """The autograd route's gradient and CG solution, given lm.py's damping (its own
-    diagonal is a Hutchinson estimate), equal the dense LM step."""
+def test_matrix_free_products_solve_the_dense_lm_system(problem, outputs, route):
+    """The matrix-free routes' gradient and CG solution (J never formed), given lm.py's
+    damping (their own diagonal is a Hutchinson estimate), equal the dense LM step."""
     dense, lam, J, r = _dense_lm_step(problem(), outputs)
     loss, params = _loss(problem(), outputs)
-    opt = MatrixFreeLM(loss, params, lam=lam, jacobian="autograd")
+    opt = MatrixFreeLM(loss, params, lam=lam, jacobian=route)
     grad, _, loss0, _, normal, kept = opt._prepare()
-    assert opt.mode == "autograd" and kept
+    assert opt.mode == route and kept
     assert abs(loss0 - float(r @ r)) <= 1e-12 * float(r @ r)
     assert float((grad - J.T @ r).norm() / (J.T @ r).norm()) < 1e-12
     exact = (J * J).sum(0)
@@ -92,9 +93,46 @@ def test_autograd_products_solve_the_dense_lm_system(problem, outputs):
     assert float((delta - dense).norm() / dense.norm()) < 1e-8
 
 
+def test_record_products_match_the_dense_jacobian_and_survive_rejected_steps():
+    loss, params = _loss(_cavity(), 3)
+    J, r, _ = LevenbergMarquardt(loss, params)._jacobian()
+    J = J.double()
+    opt = MatrixFreeLM(loss, params, jacobian="records")
+    _, _, _, _, normal, _ = opt._prepare()
+    v = torch.randn(J.shape[1], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert float((normal(v) - J.T @ (J @ v)).norm() / (J.T @ (J @ v)).norm()) < 1e-12
+    normal.kept.clear()                 # as after a rejected trial: rebuilt, same products
+    assert float((normal(v) - J.T @ (J @ v)).norm() / (J.T @ (J @ v)).norm()) < 1e-12
+    # the first step's trial and its quarter step are made to fail: the second solve runs
+    # on products rebuilt after the parameters were written in place and restored
+    real, calls = opt._residual, []
+
+    def failing(views=None):
+        calls.append(1)
+        out = real(views)
+        return torch.full_like(out, 1e10) if len(calls) <= 2 else out
+    opt._residual = failing
+    losses = [float(r.double() @ r.double())]
+    for _ in range(4):
+        value, _, accepted = opt.step()
+        losses.append(value)
+        assert accepted
+    assert len(calls) > 4 and opt.mode == "records" and losses[-1] < 0.5 * losses[0]
+    assert all(b <= a for a, b in zip(losses, losses[1:]))
+
+
+def test_records_the_layers_do_not_cover_fall_back_to_autograd():
+    problem = _poisson()
+    model = kp.MLP([2, 5, 1], seed=0).double()      # no KAN layer rule: autograd products
+    colloc = Collocation(problem, 30, 12, "sobol", 0, torch.float64, "cpu")
+    opt = MatrixFreeLM(PINNLoss(problem, model, colloc, {}), list(model.parameters()), jacobian="records")
+    opt.step()
+    assert opt.mode == "autograd"
+
+
 def test_the_product_route_is_a_solve_option_of_lm_cg():
     problem = _poisson()
-    for route in ("structured", "autograd"):
+    for route in ("structured", "autograd", "records"):
         result = kp.solve(problem, kp.KAN([2, 3, 1], grid=4, k=3, seed=0), optimizer="lm-cg", steps=3,
                           n_interior=40, n_boundary=12, progress=False, seed=0, test_points=6,
                           lm_cg_products=route)

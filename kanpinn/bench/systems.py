@@ -178,8 +178,8 @@ def step_ratio(repeats=5, width=12, grid=10, n_interior=1000, n_boundary=400, k=
 
     ``method="lm"``: the dense step (``lm.py``: structured J, JᵀJ, Cholesky).
     ``method="lm-cg"``: the matrix-free step (``matrix_free.py``) with ``products``
-    ("autograd": J·v and Jᵀu through the network, J never formed; "structured": the stored
-    J) and exactly ``cg_iters`` CG iterations (``MatrixFreeLM.fixed_work``), so that both
+    ("records": J·v and Jᵀu from the KAN layers' records, "autograd": through autograd,
+    both with J never formed; "structured": the stored J) and exactly ``cg_iters`` CG iterations (``MatrixFreeLM.fixed_work``), so that both
     problems do the same number of products: the ratio is per unit of work."""
     import torch
 
@@ -190,8 +190,8 @@ def step_ratio(repeats=5, width=12, grid=10, n_interior=1000, n_boundary=400, k=
     from .targets import poisson_problem
     if method not in ("lm", "lm-cg"):
         raise KanpinnError(f"step_ratio: method must be 'lm' or 'lm-cg', got {method!r}")
-    if products not in ("autograd", "structured"):
-        raise KanpinnError(f"step_ratio: products must be 'autograd' or 'structured', got {products!r}")
+    if products not in ("autograd", "records", "structured"):
+        raise KanpinnError(f"step_ratio: products must be 'autograd', 'records' or 'structured', got {products!r}")
     if isinstance(cg_iters, bool) or not isinstance(cg_iters, int) or cg_iters < 1:
         raise KanpinnError(f"step_ratio: cg_iters must be a positive integer, got {cg_iters!r}")
     cavity = _load("lid_driven_cavity")["problem"]

@@ -38,6 +38,7 @@ from ..errors import KanpinnError
 from .jacobian import NotPointwise, layer_deltas
 from .loss import PINNLoss
 from .optimizers import ResidualStepper, register_optimizer
+from .record_products import RecordProducts
 
 __all__ = ["MatrixFreeLM", "conjugate_gradient", "hutchinson_diagonal", "ResidualProducts"]
 
@@ -185,8 +186,9 @@ class MatrixFreeLM:
         for name, v in (("chunk", chunk), ("build", build)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise KanpinnError(f"MatrixFreeLM: {name} must be None or a positive integer, got {v!r}")
-        if jacobian not in ("auto", "structured", "autograd"):
-            raise KanpinnError(f"MatrixFreeLM: jacobian must be 'auto', 'structured' or 'autograd', got {jacobian!r}")
+        if jacobian not in ("auto", "structured", "autograd", "records"):
+            raise KanpinnError("MatrixFreeLM: jacobian must be 'auto', 'structured', 'autograd' or 'records', "
+                               f"got {jacobian!r}")
         self.lam, self.nu = float(lam), 2.0
         self.cg_iters, self.cg_tol, self.probes, self.chunk = int(cg_iters), float(cg_tol), int(probes), chunk
         self.cg_iters_rebuild, self.store_bytes, self.build = int(cg_iters_rebuild), int(store_bytes), build
@@ -205,7 +207,12 @@ class MatrixFreeLM:
         # "structured" once the first chunk's rows matched autograd's, "autograd" when
         # they did not (or were not asked for); decided on the first step
         structured = jacobian == "structured" or (jacobian == "auto" and not self.inverse)
-        self.mode = None if structured else "autograd"
+        # "records": products from the layers' records (J never formed), checked against
+        # autograd's Jᵀu on the first step; "autograd" when they do not cover the residual
+        # (or for unknown problem coefficients, which no layer record sees)
+        records = jacobian == "records" and not self.inverse
+        self.mode = None if structured else ("records" if records else "autograd")
+        self._records_checked = False
         self._want_structured = jacobian == "structured"
         self._buf = None                # the stored J, reused from step to step
         self._g0 = None                 # ‖Jᵀr‖ at the first step (forcing terms)
@@ -435,6 +442,46 @@ class MatrixFreeLM:
             kept.append(prod)
         return self.sum_(out)
 
+    def _prepare_records(self):
+        """Jᵀr, a Hutchinson diagonal, the loss and its parts, and the normal product, from
+        the layer records of each chunk (``record_products``): per CG iteration one
+        tangent evaluation and one backward of the layers alone."""
+        views, n = self._views()
+        gen = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + self.n_steps)
+        prods, parts, grad, diag, loss = [], {}, None, None, 0.0
+        for view in views:
+            with jet.recording() as recs, torch.enable_grad():
+                rows, blocks = self._scaled(view, n)
+            prod = RecordProducts(rows, recs, self.offsets, self.n_params)
+            r = torch.cat(rows)
+            if not self._records_checked:   # once: the records cover the whole residual
+                u = torch.randn(r.shape[0], generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(r)
+                exact = ResidualProducts(r, self.all).rmatvec(u).double()
+                err = float((prod.rmatvec(u).double() - exact).norm() / exact.norm().clamp_min(1e-300))
+                if not err < 1e-8:
+                    raise NotPointwise(f"record products differ from autograd's (rel. error {err:.1e})")
+                self._records_checked = True
+            rd = r.detach()
+            del rows, r                     # the residual's graph: the layers' nodes stay with prod
+            g = prod.rmatvec(rd)
+            d = hutchinson_diagonal(prod.rmatvec, rd.shape[0], self.probes, gen, rd.dtype, rd.device)
+            grad = g if grad is None else grad + g
+            diag = d if diag is None else diag + d
+            loss += float(rd.double() @ rd.double())
+            self._add_parts(parts, view, blocks, n)
+            prods.append(prod)
+        loss = float(self.sum_(torch.tensor(loss, dtype=torch.float64, device=grad.device)))
+
+        def normal(v):
+            if not prods:               # cleared after a rejected trial (the parameters were
+                for view in views:      # written in place): the records again, same values
+                    with jet.recording() as recs, torch.enable_grad():
+                        rows, _ = self._scaled(view, n)
+                    prods.append(RecordProducts(rows, recs, self.offsets, self.n_params))
+            return self.sum_(sum(p.rmatvec(p.matvec(v)) for p in prods).to(v.dtype))
+        normal.kept = prods
+        return self.sum_(grad), self.sum_(diag), loss, parts, normal, True
+
     def _prepare_autograd(self):
         grad, diag, loss, parts, kept, views, n = self._gather()
 
@@ -469,6 +516,11 @@ class MatrixFreeLM:
         return (root * root.mean()).clamp_min(floor)
 
     def _prepare(self):
+        if self.mode == "records":
+            try:
+                return self._prepare_records()
+            except NotPointwise:
+                self.mode = "autograd"     # the records do not cover the residual
         if self.mode != "autograd":
             try:
                 return self._prepare_structured()
