@@ -145,7 +145,7 @@ def plan(problem, options: dict):
                                 "embedding; the conditions stay in the loss")
     seed = int(options.get("seed", 0) or 0)
     periodic = _periodic_columns(problem, info)
-    even = _even_columns(problem, periodic)
+    even = _even_columns(problem, info, periodic)
     from ..transforms.embedding import embedded_width
     width = _hidden_width(info)
     widths = [embedded_width(info["dimension"], periodic, even), width, info["outputs"]]
@@ -248,7 +248,7 @@ def _periodic_columns(problem, info):
     return {info["variables"].index(v): _HARMONICS for v in info["periodic"]}
 
 
-def _even_columns(problem, periodic):
+def _even_columns(problem, info, periodic):
     """The periodic columns in which the problem is mirror symmetric with even parity
     about the period's centre (``symmetry.mirror_symmetries``): their embedding keeps the
     cosines only (``Embedded(even=...)``), so u is even there exactly, as it is periodic.
@@ -260,8 +260,24 @@ def _even_columns(problem, periodic):
     rule's ``Mirror`` (no cosine-only form: odd periodic functions are sin·f(cos))."""
     if not periodic:
         return ()
-    from .symmetry import mirror_symmetries
-    return tuple(sorted(col for col, _centre, sign in mirror_symmetries(problem) if col in periodic and sign > 0))
+    return tuple(sorted(col for col, _centre, sign in _mirrors(problem, info) if col in periodic and sign > 0))
+
+
+def _mirrors(problem, info):
+    """The problem's mirror symmetries [[column, centre, sign], ...] (``symmetry``),
+    probed once per plan and kept in ``info`` (so in ``Result.options["auto"]``)."""
+    if "mirrors" not in info:
+        from .symmetry import mirror_symmetries
+        info["mirrors"] = [list(m) for m in mirror_symmetries(problem)] if info["is_box"] else []
+    return info["mirrors"]
+
+
+def _reaction(problem, info):
+    """Whether the residual has a reaction nonlinear in u (``_nonlinear_reaction``),
+    probed once per plan and kept in ``info``."""
+    if "nonlinear_reaction" not in info:
+        info["nonlinear_reaction"] = bool(info["time_dependent"] and _nonlinear_reaction(problem, info))
+    return info["nonlinear_reaction"]
 
 
 def _wrap(problem, model, info, choices, periodic, mirror=False, even=()):
@@ -270,7 +286,6 @@ def _wrap(problem, model, info, choices, periodic, mirror=False, even=()):
     problem."""
     from ..transforms import Embedded, HardConstraint, hard_constraint_for
     from ..transforms.mirror import Mirror
-    from . import fronts
     lo = [b[0] for b in info["box"]]
     hi = [b[1] for b in info["box"]]
     if periodic or not info["box_is_unit"]:
@@ -289,7 +304,7 @@ def _wrap(problem, model, info, choices, periodic, mirror=False, even=()):
         choices["methods"]["embedding"] = {"periodic": {str(k): v for k, v in periodic.items()}, "why": "; ".join(why)}
         if even:
             choices["methods"]["embedding"]["even"] = [info["variables"][j] for j in even]
-    sym = fronts.mirror_for(problem, info) if mirror else None
+    sym = (_mirrors(problem, info) or [None])[0] if mirror else None
     if sym is not None and sym[0] in even:
         sym = None                      # the embedding has made this parity exact already
     if sym is not None:
@@ -313,7 +328,7 @@ def _wrap(problem, model, info, choices, periodic, mirror=False, even=()):
 def _steepening(problem, info):
     """Whether the problem can steepen into fronts (``fronts.steepening``)."""
     from .fronts import steepening
-    return steepening(problem, info, reaction=info["time_dependent"] and _nonlinear_reaction(problem, info))
+    return steepening(problem, info, reaction=_reaction(problem, info))
 
 
 def _front_methods(options, choices):
@@ -385,7 +400,7 @@ def _time_marching(problem, info, options, choices):
         choices["kept"]["windows"] = "set by the user"
         return
     if not info["time_dependent"] or not info["initial"] or info["inverse"] or info["data"] \
-            or info["time_order"] != 1 or not _nonlinear_reaction(problem, info):
+            or info["time_order"] != 1 or not _reaction(problem, info):
         return
     n = min(_MARCH_WINDOWS, int(float(options.get("max_time") or 0.0) // _MARCH_MIN_WINDOW_TIME))
     if n < 2:

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["steepening", "mirror_for", "RESAMPLE", "KNOTS_UNIFORM"]
+__all__ = ["steepening", "RESAMPLE", "KNOTS_UNIFORM"]
 
 # RAD every 5 LM steps (session 6: every 20 let the residual hide between points again)
 RESAMPLE = {"every": 5, "mode": "rad"}
@@ -89,14 +89,3 @@ def steepening(problem, info, reaction, n=64):
         return float((r12 - r1 - r2 + r0).abs().max()) > 1e-8 * scale
     except Exception:                   # noqa: BLE001 - a residual the probe cannot drive
         return False
-
-
-def mirror_for(problem, info):
-    """(column, centre, sign) of the first space variable ``problem`` is mirror symmetric
-    in (``symmetry.mirror_symmetries``), or None. One mirror only: each doubles the
-    network evaluations."""
-    if not info["is_box"]:
-        return None
-    from .symmetry import mirror_symmetries
-    found = mirror_symmetries(problem)
-    return found[0] if found else None
