@@ -159,3 +159,16 @@ def test_step_ratio_refuses_bad_arguments(monkeypatch):
                      ({"method": "lm-cg", "cg_iters": 0}, "cg_iters")):
         with pytest.raises(KanpinnError, match=word):
             step_ratio(**kw)
+
+
+def test_record_products_in_chunks_equal_the_whole():
+    loss, params = _loss(_cavity(), 3)
+    whole = MatrixFreeLM(loss, params, jacobian="records")
+    chunked = MatrixFreeLM(loss, params, jacobian="records", chunk=15)      # 40 points: 3 chunks
+    g1, _, l1, _, n1, _ = whole._prepare()
+    g2, _, l2, _, n2, _ = chunked._prepare()
+    assert chunked.mode == "records" and len(n2.kept) == 3
+    v = torch.randn(g1.shape[0], generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert abs(l1 - l2) <= 1e-12 * l1
+    assert float((g1 - g2).norm() / g1.norm()) < 1e-12
+    assert float((n1(v) - n2(v)).norm() / n1(v).norm()) < 1e-12

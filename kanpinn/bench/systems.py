@@ -16,10 +16,11 @@ Four rows, each measured in this process:
    field), KAN [2, 12, m] G = 10, 1000 / 400 points, alternated in one process on one
    thread, medians. Target: about the number of fields (the issue's "at most about the
    number of fields times a scalar solve").
-4. The same for the matrix-free step (``"lm-cg"`` with autograd products: J never
-   formed), at a fixed number of CG iterations (``MATRIX_FREE_CG``) for both problems, so
-   that the ratio compares equal work. Cheaper in ratio, dearer in seconds at this size
-   (docs/navier_stokes.md, "Session 9").
+4. The same for the matrix-free step (``"lm-cg"`` with products from the KAN layers'
+   records, ``lm_cg_products="records"``: J never formed), at a fixed number of CG
+   iterations (``MATRIX_FREE_CG``) for both problems, so that the ratio compares equal
+   work. Cheaper in ratio, dearer in seconds at this size (docs/navier_stokes.md,
+   "Session 9").
 
 ``MEASURED`` keeps the figures behind docs/navier_stokes.md, with their machine and load.
 
@@ -136,6 +137,25 @@ MEASURED = {
                  "n_interior=2000, k=5)", system_s=2.341, scalar_s=0.752, ratio=3.11, before=5.26,
              note="auto mode's network for the cavity ([2,20,3] k=5 G=20): J 6801 x 2700 (1753 live "
                   "columns) against 2401 x 1620; the previous code 4.39 s / 0.84 s in the run before"),
+    ],
+    # session 9: step_ratio(method="lm-cg", products=..., cg_iters=...): the step's preparation,
+    # exactly cg_iters CG iterations and one trial evaluation, system and scalar alternated
+    "lm_cg_step_ratio": [
+        dict(box="shared 2-core dev box, torch 2.13 CPU, 1 thread, load 1.8-2.0, median of 9, grids on the points",
+             size="[2,12,m] G=10 k=3, 1000/400",
+             records={20: (0.380, 0.159, 2.39), 50: (0.844, 0.373, 2.27)},
+             autograd={20: (0.652, 0.225, 2.90), 50: (1.328, 0.440, 3.02)},
+             structured={20: (0.136, 0.037, 3.67), 50: (0.161, 0.043, 3.75)},
+             dense=(0.175, 0.044, 4.03), met=True,
+             note="(system s, scalar s, ratio) per CG budget; dense: step_ratio() in the same process"),
+        dict(box="shared 2-core dev box, torch 2.13 CPU, 1 thread, load 1.9-2.0, median of 5, grids on the points",
+             size="[2,20,m] G=20 k=5, 2000/400 (auto mode's network)",
+             records={20: (1.673, 0.564, 2.97), 50: (3.148, 1.089, 2.89)},
+             autograd={20: (3.225, 0.839, 3.84), 50: (5.165, 1.526, 3.38)},
+             structured={20: (0.709, 0.135, 5.24), 50: (0.930, 0.197, 4.72)},
+             dense=(1.446, 0.305, 4.74), met=True,
+             note="the ratio is met per unit of work; in seconds the records step is 3-5x the stored-J "
+                  "step at equal CG iterations (docs/navier_stokes.md, Session 9)"),
     ],
 }
 
@@ -294,13 +314,14 @@ def run_systems(quick=False, max_time=180.0, log=print, device=None):
                          f"{ts / tc:.2f} ({ts:.3f} s / {tc:.3f} s)", "about 3 (the number of fields)", ts))
     except Exception as err:            # noqa: BLE001
         rows.append(_row("LM step: system / scalar", "", "", "about 3", error=f"{type(err).__name__}: {err}"))
-    log("systems: matrix-free LM step (lm-cg, autograd products), cavity against Poisson")
+    log("systems: matrix-free LM step (lm-cg, products from the layer records), cavity against Poisson")
     try:
         its = 2 if quick else MATRIX_FREE_CG
         kw = dict(repeats=1, width=6, grid=5, n_interior=100, n_boundary=40) if quick else {}
-        ts, tc = step_ratio(method="lm-cg", products="autograd", cg_iters=its, **kw)
+        ts, tc = step_ratio(method="lm-cg", products="records", cg_iters=its, **kw)
         rows.append(_row("Matrix-free LM step: system / scalar, same width",
-                         f"KAN [2,12,m] G=10, 1000/400 points, lm-cg with autograd J·v / Jᵀu (J never formed), "
+                         f"KAN [2,12,m] G=10, 1000/400 points, lm-cg, J·v / Jᵀu from the layer records (J never "
+                         f"formed), "
                          f"{its} CG iterations each, median, alternated",
                          f"{ts / tc:.2f} ({ts:.3f} s / {tc:.3f} s)", "about 3 (the number of fields)", ts))
     except Exception as err:            # noqa: BLE001

@@ -4,7 +4,8 @@ gradients, from Jacobian products only.
 The dense optimiser (``lm.py``) forms J, points × parameters numbers, and a P × P normal
 matrix: fine for a few thousand parameters, impossible for tens of thousands (a
 [2, 32, 32, 1] KAN at G = 20 has 28 000 parameters: JᵀJ alone would be 6 GB). Here JᵀJ
-is never formed, and J only in bounded pieces. Two sources of products:
+is never formed, and J only in bounded pieces (or not at all). Three sources of
+products (``jacobian``; the solve option ``lm_cg_products`` of the registered "lm-cg"):
 
 - structured rows (default when they apply): the layers' own per-point Jacobian rule
   (``jet.recording``, as ``lm.py`` uses it), evaluated on small chunks of points. Jᵀr and
@@ -13,10 +14,20 @@ is never formed, and J only in bounded pieces. Two sources of products:
   products; otherwise each product rebuilds the chunks (memory: a chunk's rows ×
   parameters, whatever the number of points). A one-time check against autograd's Jᵀu
   guards against residuals the rule does not cover.
+- layer records (``"records"``, ``record_products.py``): J is never formed. The signals
+  of the residual blocks at each KAN layer's outputs are kept for the step; J·v is one
+  tangent evaluation of each layer (its jet is linear in its weights), Jᵀu one backward
+  of each layer alone. Per CG iteration about an evaluation: the cheapest J-free route
+  (session 9: 1.6x faster than autograd's, and a system's step ~2.3-3x a scalar's at
+  equal width and equal CG work, where the stored J's is ~3.7-5x), but dearer in seconds
+  than the stored J while that fits (docs/navier_stokes.md, "Session 9"). Checked once
+  against autograd's Jᵀu; residuals the records do not cover use autograd.
 - autograd (the fallback, and for unknown problem coefficients): Jᵀu is one backward
   pass of u·r; J·v the double-backward trick (g(u) = Jᵀu is linear in u, so
   ∂(g(u)·v)/∂u = Jv); diag(JᵀJ) by Hutchinson, E[(Jᵀz)²] over Rademacher z. Any residual
   autograd can differentiate qualifies; memory is a chunk's rows × the network's width.
+  Forward-mode J·v (``torch.autograd.forward_ad``) does not run through the KAN layers'
+  fused jet nodes, which define no ``jvp`` (session 9).
 
 Damping follows ``lm.py``: D = sqrt(diag JᵀJ) · mean(sqrt(diag JᵀJ)), Jacobi
 preconditioner diag(JᵀJ) + λD, Nielsen's update of λ from the ratio of actual to
@@ -143,7 +154,7 @@ class MatrixFreeLM:
     products (the interface of ``LevenbergMarquardt``: ``step``, ``state``,
     ``load_state``).
 
-    Two ways to the products (``jacobian``):
+    Three ways to the products (``jacobian``):
 
     - ``"structured"``: each chunk's rows of J come from the layers' own per-point rule
       (as the dense ``lm.py`` forms them), ``build`` interior points at a time so that no
@@ -157,6 +168,9 @@ class MatrixFreeLM:
       whatever the parameters. Used when the structured rows do not match autograd's
       (residuals outside the jets, coupled points) or the problem has unknown
       coefficients; ``"auto"`` (default) tries the structured rows first.
+    - ``"records"``: J·v and Jᵀu from the KAN layers' records (``record_products``), J
+      never formed, the diagonal by Hutchinson; autograd's products where the records
+      do not cover the residual.
 
     Options: ``lam`` initial damping, ``lam_min`` its floor; ``cg_iters`` the CG budget per solve (with rebuilt
     chunks, ``cg_iters_rebuild``); ``cg_tol`` the largest relative CG residual; the
