@@ -172,3 +172,14 @@ def test_record_products_in_chunks_equal_the_whole():
     assert abs(l1 - l2) <= 1e-12 * l1
     assert float((g1 - g2).norm() / g1.norm()) < 1e-12
     assert float((n1(v) - n2(v)).norm() / n1(v).norm()) < 1e-12
+
+
+def test_record_products_in_float32_stay_on_the_records():
+    problem = _cavity()
+    model = kp.KAN([2, 3, 3], grid=4, k=3, seed=1).float()
+    colloc = Collocation(problem, 40, 12, "sobol", 0, torch.float32, "cpu")
+    model.update_grid(colloc.all_interior().detach())
+    opt = MatrixFreeLM(PINNLoss(problem, model, colloc, {}), list(model.parameters()), jacobian="records")
+    before = opt._prepare()[2]
+    value, _, accepted = opt.step()
+    assert opt.mode == "records" and accepted and value < before

@@ -472,7 +472,7 @@ class MatrixFreeLM:
                 u = torch.randn(r.shape[0], generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(r)
                 exact = ResidualProducts(r, self.all).rmatvec(u).double()
                 err = float((prod.rmatvec(u).double() - exact).norm() / exact.norm().clamp_min(1e-300))
-                if not err < 1e-8:
+                if not err < (1e-8 if r.dtype == torch.float64 else 1e-3):
                     raise NotPointwise(f"record products differ from autograd's (rel. error {err:.1e})")
                 self._records_checked = True
             rd = r.detach()
