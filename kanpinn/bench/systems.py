@@ -191,7 +191,7 @@ def kovasznay_errors(result, problem):
 
 
 def step_ratio(repeats=5, width=12, grid=10, n_interior=1000, n_boundary=400, k=3, method="lm",
-               products="autograd", cg_iters=20):
+               products="autograd", cg_iters=20, device="cpu"):
     """(system seconds, scalar seconds): median LM step of the cavity (3 fields) and of
     pykan's Poisson problem (1 field), KAN [2, width, m] of degree k with its grids placed
     on the collocation points, alternated in this process (whatever thread count torch has).
@@ -200,7 +200,8 @@ def step_ratio(repeats=5, width=12, grid=10, n_interior=1000, n_boundary=400, k=
     ``method="lm-cg"``: the matrix-free step (``matrix_free.py``) with ``products``
     ("records": J·v and Jᵀu from the KAN layers' records, "autograd": through autograd,
     both with J never formed; "structured": the stored J) and exactly ``cg_iters`` CG iterations (``MatrixFreeLM.fixed_work``), so that both
-    problems do the same number of products: the ratio is per unit of work."""
+    problems do the same number of products: the ratio is per unit of work. ``device``:
+    where both run (each timed step ends with a synchronisation on CUDA)."""
     import torch
 
     from ..kan import KAN
@@ -217,8 +218,8 @@ def step_ratio(repeats=5, width=12, grid=10, n_interior=1000, n_boundary=400, k=
     cavity = _load("lid_driven_cavity")["problem"]
 
     def stepper(problem, m):
-        model = KAN([2, width, m], grid=grid, k=k, seed=0).double()
-        col = Collocation(problem, n_interior, n_boundary, "sobol", 0, torch.float64, "cpu")
+        model = KAN([2, width, m], grid=grid, k=k, seed=0).double().to(device)
+        col = Collocation(problem, n_interior, n_boundary, "sobol", 0, torch.float64, device)
         # the grids on the points, as kp.solve has them after its first grid update: the
         # cavity's [0, 1]^2 inside the grid range [-1, 1] would otherwise leave ~30 % of its
         # first-layer columns dead (no point in their support) and flatter the ratio
@@ -230,16 +231,20 @@ def step_ratio(repeats=5, width=12, grid=10, n_interior=1000, n_boundary=400, k=
         opt = MatrixFreeLM(loss, params, jacobian=products)
         return lambda: opt.fixed_work(cg_iters)
 
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     system, scalar = stepper(cavity, 3), stepper(poisson_problem("poisson_2d"), 1)
     system()                            # warm-up: the first step also checks J against differences
     scalar()
     ts, tc = [], []
     for _ in range(repeats):
+        sync()
         t = time.perf_counter()
         system()
+        sync()
         ts.append(time.perf_counter() - t)
         t = time.perf_counter()
         scalar()
+        sync()
         tc.append(time.perf_counter() - t)
     return statistics.median(ts), statistics.median(tc)
 
