@@ -138,12 +138,12 @@ class SliceOf:
 
     def _slice(self, x):
         if self.derivative == 0:
-            u = values(self.model)(x)
+            u = self._model_at(x)
         else:
             # u_t by autograd; create_graph keeps it differentiable (the lifting's jet)
             with torch.enable_grad():
                 xr = x if x.requires_grad else x.detach().requires_grad_(True)
-                u = values(self.model)(xr)
+                u = self._model_at(xr)
                 cols = [torch.autograd.grad(u[:, c].sum(), xr, create_graph=True)[0][:, self.t_col:self.t_col + 1]
                         for c in range(u.shape[1])]
                 u = torch.cat(cols, 1)
@@ -152,6 +152,15 @@ class SliceOf:
         if self.component is not None:
             u = u[:, self.component:self.component + 1]
         return u
+
+    def _model_at(self, x):
+        """The previous window's model at x, on x's device: callers such as the exact
+        constraint's periodicity check sample their points on the CPU while the model
+        trained on CUDA (the moves are differentiable, so the jets still flow)."""
+        like = next(self.model.parameters(), None)
+        if like is None or like.device == x.device:
+            return values(self.model)(x)
+        return values(self.model)(x.to(like.device)).to(x.device)
 
     def _jets(self, x):
         """The live slice at x, its gradient (N, c, d) and Hessian (N, c, d, d) in every
