@@ -415,6 +415,14 @@ class MatrixFreeLM:
                 return self.sum_(out)
         return grad, diag, loss, parts, normal, store is not None
 
+    def _chunk_sums(self, prod, rd, gen, grad, diag, loss):
+        """The running sums with one chunk's Jᵀr, Hutchinson diagonal and squared
+        residual added (``prod``: the chunk's products, ``rd``: its residual, detached)."""
+        g = prod.rmatvec(rd)
+        d = hutchinson_diagonal(prod.rmatvec, rd.shape[0], self.probes, gen, rd.dtype, rd.device)
+        return (g if grad is None else grad + g, d if diag is None else diag + d,
+                loss + float(rd.double() @ rd.double()))
+
     # ------------------------------------------------------------------ autograd products
     def _gather(self):
         """One pass over the chunks: Jᵀr, the Hutchinson diagonal, the loss and its
@@ -429,12 +437,7 @@ class MatrixFreeLM:
             with torch.enable_grad():
                 r, blocks = self._rows(view, n)
             prod = ResidualProducts(r, self.all)
-            rd = r.detach()
-            g = prod.rmatvec(rd)
-            d = hutchinson_diagonal(prod.rmatvec, r.shape[0], self.probes, gen, r.dtype, r.device)
-            grad = g if grad is None else grad + g
-            diag = d if diag is None else diag + d
-            loss += float(rd.double() @ rd.double())
+            grad, diag, loss = self._chunk_sums(prod, r.detach(), gen, grad, diag, loss)
             self._add_parts(parts, view, blocks, n)
             if len(views) == 1:
                 kept = [prod]
@@ -477,11 +480,7 @@ class MatrixFreeLM:
                 self._records_checked = True
             rd = r.detach()
             del rows, r                     # the residual's graph: the layers' nodes stay with prod
-            g = prod.rmatvec(rd)
-            d = hutchinson_diagonal(prod.rmatvec, rd.shape[0], self.probes, gen, rd.dtype, rd.device)
-            grad = g if grad is None else grad + g
-            diag = d if diag is None else diag + d
-            loss += float(rd.double() @ rd.double())
+            grad, diag, loss = self._chunk_sums(prod, rd, gen, grad, diag, loss)
             self._add_parts(parts, view, blocks, n)
             prods.append(prod)
         loss = float(self.sum_(torch.tensor(loss, dtype=torch.float64, device=grad.device)))
