@@ -252,11 +252,11 @@ def _even_columns(problem, info, periodic):
     """The periodic columns in which the problem is mirror symmetric with even parity
     about the period's centre (``symmetry.mirror_symmetries``): their embedding keeps the
     cosines only (``Embedded(even=...)``), so u is even there exactly, as it is periodic.
-    Measured on Allen-Cahn (auto mode, 5 windows, 180 CPU s, 1 thread): rel. L2 6.8e-5 ->
-    4.95e-5; per window 1.25e-4 / 1.4e-5 / 1.8e-5 / 2.7e-5 / 5.9e-5 -> 1.14e-4 / 6.7e-6 /
-    9.0e-6 / 1.4e-5 / 2.5e-5: the first layer has 3 inputs instead of 5 (1040 parameters
-    instead of 1620 at grid 20), so the windows take 165-199 LM steps instead of 97-133,
-    and the two interfaces share their parameters. An odd parity is left to the fronts
+    Measured on Allen-Cahn (auto mode, 5 windows, seed 0, 180 s, 1 thread, quiet 2-core
+    box): rel. L2 6.8e-5 -> 4.75e-5; per window 1.25e-4 / 1.4e-5 / 1.8e-5 / 2.7e-5 / 5.9e-5
+    -> 1.07e-4 / 5.5e-6 / 8.8e-6 / 1.4e-5 / 2.2e-5: the first layer has 3 inputs instead
+    of 5 (1080 parameters instead of 1620 at grid 20), so the windows take 160-200 LM steps
+    instead of 97-133, and the two interfaces share their parameters. An odd parity is left to the fronts
     rule's ``Mirror`` (no cosine-only form: odd periodic functions are sin·f(cos))."""
     if not periodic:
         return ()
@@ -268,7 +268,7 @@ def _mirrors(problem, info):
     probed once per plan and kept in ``info`` (so in ``Result.options["auto"]``)."""
     if "mirrors" not in info:
         from .symmetry import mirror_symmetries
-        info["mirrors"] = [list(m) for m in mirror_symmetries(problem)] if info["is_box"] else []
+        info["mirrors"] = [list(m) for m in mirror_symmetries(problem)]
     return info["mirrors"]
 
 
@@ -300,13 +300,13 @@ def _wrap(problem, model, info, choices, periodic, mirror=False, even=()):
         if even:
             why.append(f"mirror symmetric (even) in {[info['variables'][j] for j in even]} about the period's centre "
                        "(probed): cosines only, so u is even exactly and the network learns half the period "
-                       "(Allen-Cahn, 180 s: 6.8e-5 -> 4.95e-5)")
+                       "(Allen-Cahn, 180 s: 6.8e-5 -> 4.75e-5)")
         choices["methods"]["embedding"] = {"periodic": {str(k): v for k, v in periodic.items()}, "why": "; ".join(why)}
         if even:
             choices["methods"]["embedding"]["even"] = [info["variables"][j] for j in even]
-    sym = (_mirrors(problem, info) or [None])[0] if mirror else None
-    if sym is not None and sym[0] in even:
-        sym = None                      # the embedding has made this parity exact already
+    # one mirror at most (each doubles the evaluations), on a column whose parity the
+    # embedding has not made exact already
+    sym = next((m for m in _mirrors(problem, info) if m[0] not in even), None) if mirror else None
     if sym is not None:
         # inside the constraint: u = g + D·N has the parity of g (D is even on a symmetric box)
         model = Mirror(model, *sym)

@@ -124,16 +124,15 @@ class Embedded(ModelWrapper):
                     w = 2 * math.pi * k / L[j]
                     th = w * (xj - self.lo[j])
                     c, s = torch.cos(th), torch.sin(th)
-                    dc, ds_, wr = [], [], w
-                    for r in range(1, order + 1):
-                        # the four-step cycle of d/dθ: cos -> -sin -> -cos -> sin
-                        dc.append(wr * (-s, -c, s, c)[(r - 1) % 4])
-                        ds_.append(wr * (c, -s, -c, s)[(r - 1) % 4])
-                        wr = wr * w
-                    zs.append(c)
-                    cols.append((j, dc))
-                    if j not in self.even:
-                        zs.append(s)
+                    # the four-step cycle of d/dθ: cos -> -sin -> -cos -> sin; the r-th
+                    # derivatives of cos θ and sin θ are w^r times these
+                    cycles = [(c, (-s, -c, s, c))] + ([] if j in self.even else [(s, (c, -s, -c, s))])
+                    for z, cycle in cycles:
+                        ds_, wr = [], w
+                        for r in range(1, order + 1):
+                            ds_.append(wr * cycle[(r - 1) % 4])
+                            wr = wr * w
+                        zs.append(z)
                         cols.append((j, ds_))
             else:
                 a = 2.0 / L[j]
