@@ -195,7 +195,12 @@ def state_shapes(cfg, path="") -> dict:
         return out
     if c["type"] == "TimeWindows":
         return {f"windows.{i}.{k}": v for i, sub in enumerate(cfg["windows"]) for k, v in state_shapes(sub, path).items()}
-    return {"inner." + k: v for k, v in state_shapes(cfg["inner"], path).items()}
+    out = {"inner." + k: v for k, v in state_shapes(cfg["inner"], path).items()}
+    if c["type"] == "Embedded" and isinstance(cfg.get("lo"), list):
+        # its box, as buffers: listed so an Embedded inside another wrapper (auto mode's
+        # HardConstraint(Embedded(KAN))) loads, whose buffers are then inner.lo / inner.hi
+        out["lo"] = out["hi"] = (len(cfg["lo"]),)
+    return out
 
 
 def _build_kan(c, dtype):

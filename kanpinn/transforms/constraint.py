@@ -47,10 +47,20 @@ def _call(fn, x, what):
 
 class Lifting:
     """g(x, t) from the values h (Dirichlet), u0, v0 (Initial): each None, a float or a
-    callable x -> (N, 1). ``t_col``/``t0``: the time column and start (None: no time)."""
+    callable x -> (N, 1). ``t_col``/``t0``: the time column and start (None: no time).
+    ``singular``: closed-form parts E (``seam.SeamKink``: a kink of u0 at a periodic seam)
+    added as g + E(x, t) - E(x, t0), so u0 - E(·, t0) is what the rest must match."""
 
-    def __init__(self, h=None, u0=None, v0=None, t_col=None, t0=None):
+    def __init__(self, h=None, u0=None, v0=None, t_col=None, t0=None, singular=()):
         self.h, self.u0, self.v0, self.t_col, self.t0 = h, u0, v0, t_col, t0
+        self.singular = list(singular or ())
+
+    @classmethod
+    def from_spec(cls, spec, h=None, u0=None, v0=None):
+        """The lifting a spec describes, with the value functions given (the spec keeps
+        constants itself; its singular parts are closed forms and always rebuilt)."""
+        from .seam import seam_kinks_from_spec
+        return cls(h, u0, v0, spec.get("t_col"), spec.get("t0"), seam_kinks_from_spec(spec.get("singular")))
 
     @property
     def serialisable(self):
@@ -58,7 +68,10 @@ class Lifting:
 
     def spec(self):
         enc = lambda v: None if v is None else ("callable" if callable(v) else float(v))
-        return {"h": enc(self.h), "u0": enc(self.u0), "v0": enc(self.v0), "t_col": self.t_col, "t0": self.t0}
+        out = {"h": enc(self.h), "u0": enc(self.u0), "v0": enc(self.v0), "t_col": self.t_col, "t0": self.t0}
+        if self.singular:
+            out["singular"] = [part.spec() for part in self.singular]
+        return out
 
     def _value(self, v, x, what):
         if v is None:
@@ -96,6 +109,8 @@ class Lifting:
                 if ht is not None:
                     vel = vel - ht[:, self.t_col:self.t_col + 1]
             g = g + (x[:, self.t_col:self.t_col + 1] - float(self.t0)) * vel
+        for part in self.singular:
+            g = g + part(x) - part(x0)
         return g
 
     def jet(self, x, order):
@@ -176,7 +191,7 @@ class HardConstraint(ModelWrapper):
                 raise KanpinnError("this model enforces its conditions exactly through the problem's own value "
                                    "functions, which a file cannot hold; call model.attach(problem) (or "
                                    "result.model.attach(problem)) before predicting")
-            self.lifting = Lifting(spec.get("h"), spec.get("u0"), spec.get("v0"), spec.get("t_col"), spec.get("t0"))
+            self.lifting = Lifting.from_spec(spec, spec.get("h"), spec.get("u0"), spec.get("v0"))
         return self.lifting
 
     def set_input_range(self, lo, hi):
@@ -208,6 +223,22 @@ class HardConstraint(ModelWrapper):
         if order >= 2:
             d2u = hg + hD * N[..., None] + 2 * gD * gN + D[..., None] * hN
         return u, du, d2u
+
+
+def _periodic_lifting(lift, dom, periodic, n_check, dtype, at_start):
+    """Whether g and its gradient agree on the two faces of every periodic column, at t0
+    (``at_start``) or at the sampled times (a lifting with a seam kink: periodic for t > t0,
+    u0 itself at t0)."""
+    x = torch.as_tensor(dom.sample_interior(n_check, "uniform", seed=2), dtype=dtype)
+    if at_start:
+        x[:, -1] = float(dom.lo[-1])
+    for j in periodic:
+        lo_, hi_ = x.clone(), x.clone()
+        lo_[:, j], hi_[:, j] = float(dom.lo[j]), float(dom.hi[j])
+        jl, jh = lift.jet(lo_, 1)[:2], lift.jet(hi_, 1)[:2]
+        if float((jl[0] - jh[0]).abs().max()) > 1e-8 or float((jl[1] - jh[1]).abs().max()) > 1e-6:
+            return False
+    return True
 
 
 def hard_constraint_for(problem, n_check=64, exact_velocity=False):
@@ -254,19 +285,21 @@ def hard_constraint_for(problem, n_check=64, exact_velocity=False):
             notes.append("initial and boundary values disagree at t0: the Dirichlet condition stays in the loss")
             use_dir = False
             lift.h = None
-    if periodic and u0 is not None:
-        # a lifting that is not periodic would break exact periodicity: check u0 and u0'
-        x = torch.as_tensor(dom.sample_interior(n_check, "uniform", seed=2), dtype=dtype)
-        x[:, -1] = float(dom.lo[-1])
-        for j in periodic:
-            lo_, hi_ = x.clone(), x.clone()
-            lo_[:, j], hi_[:, j] = float(dom.lo[j]), float(dom.hi[j])
-            jl, jh = lift.jet(lo_, 1)[:2], lift.jet(hi_, 1)[:2]
-            if float((jl[0] - jh[0]).abs().max()) > 1e-8 or float((jl[1] - jh[1]).abs().max()) > 1e-6:
-                notes.append("the initial value is not periodic with its derivative: the initial condition stays in the loss")
-                lift.u0 = lift.v0 = None
-                u0 = v0 = None
-                break
+    if periodic and u0 is not None and not _periodic_lifting(lift, dom, periodic, n_check, dtype, at_start=True):
+        # a kink at the seam (u0 periodic, u0' not) is carried in closed form when the
+        # equation is parabolic there (seam.py); the lifting is then periodic after t0
+        from .seam import seam_kinks_for
+        space_periodic = [j for j in periodic if j != d - 1] if is_time else []
+        kinks, why = seam_kinks_for(problem, u0, space_periodic, d - 1, float(dom.lo[-1])) if is_time else ([], "")
+        lift.singular = kinks
+        if kinks and _periodic_lifting(lift, dom, periodic, n_check, dtype, at_start=False):
+            notes.append(why)
+        else:
+            lift.singular = []
+            notes.append("the initial value is not periodic with its derivative"
+                         + (f" ({why})" if why else "") + ": the initial condition stays in the loss")
+            lift.u0 = lift.v0 = None
+            u0 = v0 = None
     factors = []
     if use_dir:
         factors += [(j, float(dom.lo[j]), float(dom.hi[j]), "both", 1) for j in space]

@@ -343,7 +343,7 @@ class TimeWindows(nn.Module):
             prev = self.windows[k - 1]
             u0 = SliceOf(prev, self.t_col, 0) if spec.get("u0") == "callable" else spec.get("u0")
             v0 = SliceOf(prev, self.t_col, 1) if spec.get("v0") == "callable" else spec.get("v0")
-            m.lifting = Lifting(spec.get("h"), u0, v0, spec.get("t_col"), spec.get("t0"))
+            m.lifting = Lifting.from_spec(spec, spec.get("h"), u0, v0)
         return self
 
     def attach(self, problem):
@@ -374,6 +374,6 @@ class TimeWindows(nn.Module):
                 u0 = SliceOf(prev, self.t_col, 0) if spec.get("u0") == "callable" else spec.get("u0")
                 v0 = SliceOf(prev, self.t_col, 1) if spec.get("v0") == "callable" else spec.get("v0")
             h = full.h if spec.get("h") is not None else None
-            m.lifting = Lifting(h, u0, v0, spec.get("t_col"), spec.get("t0"))
+            m.lifting = Lifting.from_spec(spec, h, u0, v0)
             m._spec = m.lifting.spec()
         return self
