@@ -402,10 +402,11 @@ def test_models_that_cannot_start_warm_start_cold_without_error():
     with pytest.raises(KanpinnError, match="warm start"):
         solve_windows(heat(), kp.MLP([2, 8, 1], seed=0), {"progress": False}, window_edges(heat(), 2), {},
                       warm_start=True)
-    # a first window whose initial condition stays in the loss (u0' not periodic) draws u
-    # itself, the next one the correction to u(a): that window starts cold, with a note
+    # a first window whose initial condition stays in the loss (u0' not periodic, and no
+    # diffusion to carry the kink in closed form: transforms/seam.py) draws u itself, the
+    # next one the correction to u(a): that window starts cold, with a note
     soft = kp.Problem(kp.SpaceTime(kp.Interval(-1.0, 1.0), t=(0.0, 1.0)),
-                      lambda x, u: kp.partial(u, x, 1) - 1e-2 * kp.partial(u, x, 0, order=2) + u**3 - u,
+                      lambda x, u: kp.partial(u, x, 1) + u**3 - u,
                       [kp.Periodic("x"), kp.Initial(lambda x: x[:, 0:1] ** 2)])
     r = _warm_march(soft, 3)
     notes = r.metrics["notes"]
