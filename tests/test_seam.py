@@ -156,3 +156,16 @@ def test_auto_mode_solves_heat_with_a_kinked_initial_value():
     pred = res.predict(np.stack([X.ravel(), T.ravel()], 1)).ravel()
     err = np.linalg.norm(pred - exact) / np.linalg.norm(exact)
     assert err < 1e-4, err
+
+
+def test_periodic_condition_leaves_the_initial_time_to_the_initial_condition():
+    """A grid puts points on t0, where a kinked u0 contradicts the derivative condition
+    (its jump, 4 here, would be a loss no step can lower): the Periodic points skip t0."""
+    dom = kp.SpaceTime(kp.Interval(-1.0, 1.0), t=(0.0, 1.0))
+    pts = kp.Periodic("x").sample(dom, 16, "grid")
+    assert pts["x_lo"].shape[0] >= 10 and (pts["x_lo"][:, 1] > 0).all()
+    prob = kinked(lambda x, u: kp.partial(u, x, 1) - 0.01 * kp.partial(u, x, 0, 2))
+    res = kp.solve(prob, grids=[5], steps=5, max_time=None, sampler="grid", n_interior=200, n_boundary=40,
+                   seed=0, progress=False)
+    assert res.history["loss_periodic_x_1"][-1] < 1e-20
+    assert res.history["loss"][-1] < 1e-3
