@@ -325,6 +325,7 @@ def _wrap(problem, model, info, choices, periodic, mirror=False, even=()):
         choices["methods"]["hard_constraints"] = {"enforced": notes[0], "notes": notes[1:],
                                                   "why": "u = g + D*N satisfies these conditions exactly: "
                                                          "the optimiser fits only the PDE"}
+        choices["notes"].extend(notes[1:])      # what was not made exact, or how (printed)
     return model
 
 
