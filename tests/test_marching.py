@@ -403,7 +403,7 @@ def test_models_that_cannot_start_warm_start_cold_without_error():
         solve_windows(heat(), kp.MLP([2, 8, 1], seed=0), {"progress": False}, window_edges(heat(), 2), {},
                       warm_start=True)
     # a first window whose initial condition stays in the loss (u0' not periodic, and no
-    # diffusion to carry the kink in closed form: transforms/seam.py) draws u itself, the
+    # diffusion to carry the kink in closed form: transforms/kinks.py) draws u itself, the
     # next one the correction to u(a): that window starts cold, with a note
     soft = kp.Problem(kp.SpaceTime(kp.Interval(-1.0, 1.0), t=(0.0, 1.0)),
                       lambda x, u: kp.partial(u, x, 1) + u**3 - u,

@@ -21,7 +21,7 @@ rule's ``why`` string):
   (Burgers, grids 5/10, 40 LM steps: 0.25 -> 0.21; wave 1-D, 30 steps: 0.44 -> 0.19);
   u_t(t0) stays in the loss (made exact by τ² it gave 1.2); an initial value periodic but
   with a kink at the seam (u0' not periodic) in a parabolic equation gets the kink's
-  smoothing in closed form in the lifting (``transforms/seam.py``; Allen-Cahn, 180 s:
+  smoothing in closed form in the lifting (``transforms/kinks.py``; Allen-Cahn, 180 s:
   4.75e-5 -> 1.0e-5), otherwise its initial condition stays in the loss;
 - an initial condition -> causal weighting (``causal.CausalWeights``; Burgers with exact
   constraints, same budget: 0.21 -> 0.19; Allen-Cahn at G = 5: no difference, 0.86/0.88);

@@ -1,5 +1,5 @@
 """A kink of the initial value at a periodic seam carried in closed form
-(``kanpinn.transforms.seam``): the closed form against a Fourier-series solution of the
+(``kanpinn.transforms.kinks``): the closed form against a Fourier-series solution of the
 same linear equation, the residual probe against the coefficients written in the
 residual, the lifting periodic after t0 and exact at t0, save/load, and a solve against
 an exact heat solution."""
@@ -11,7 +11,7 @@ import torch
 
 import kanpinn as kp
 from kanpinn.transforms import Embedded, HardConstraint, hard_constraint_for
-from kanpinn.transforms.seam import SeamKink, seam_kinks_for, seam_kinks_from_spec
+from kanpinn.transforms.kinks import InteriorKink, SeamKink, interior_kinks_for, kinks_from_spec, seam_kinks_for
 
 pi = math.pi
 D64 = torch.float64
@@ -74,7 +74,7 @@ def test_closed_form_is_periodic_and_smooth_after_t0():
     x0 = torch.tensor([[-1.0, 0.0], [0.2, 0.0]], dtype=D64, requires_grad=True)
     (g0,) = torch.autograd.grad(kink(x0).sum(), x0)
     assert torch.isfinite(g0).all()
-    again = seam_kinks_from_spec([kink.spec()])[0]
+    again = kinks_from_spec([kink.spec()])[0]
     assert torch.equal(again(hi), kink(hi))
 
 
@@ -169,3 +169,63 @@ def test_periodic_condition_leaves_the_initial_time_to_the_initial_condition():
                    seed=0, progress=False)
     assert res.history["loss_periodic_x_1"][-1] < 1e-20
     assert res.history["loss"][-1] < 1e-3
+
+
+# ------------------------------------------------------------------ corners inside the interval
+
+def hat_problem(u0=lambda x: 1 - x[:, 0:1].abs(), eps=0.01):
+    """Heat on [-1, 1] with u(±1) = 0 from a hat: exact Σ 8/((2m+1)π)² cos((2m+1)πx/2) e^{-ε((2m+1)π/2)² t}."""
+    return kp.Problem(kp.SpaceTime(kp.Interval(-1.0, 1.0), t=(0.0, 1.0)),
+                      lambda x, u: kp.partial(u, x, 1) - eps * kp.partial(u, x, 0, 2), [kp.Dirichlet(0.0), kp.Initial(u0)])
+
+
+def hat_exact(x, t, eps=0.01):
+    m = np.arange(0, 4000)[:, None]
+    k = (2 * m + 1) * pi / 2
+    return (8 / ((2 * m + 1) * pi) ** 2 * np.cos(k * x[None, :]) * np.exp(-eps * k ** 2 * t[None, :])).sum(0)
+
+
+def test_corners_inside_the_interval_are_found_and_located():
+    prob = hat_problem()
+    (kink,), note = interior_kinks_for(prob, prob.conditions[1].value, 0, 1, 0.0)
+    assert abs(kink.centre) < 1e-12 and kink.amplitude == pytest.approx(-1.0, abs=1e-9)
+    assert kink.diffusion == pytest.approx(0.01, rel=1e-12) and "corner" in note
+    tent = hat_problem(lambda x: torch.clamp(1 - 2 * (x[:, 0:1] - 0.1).abs(), min=0))
+    kinks, _ = interior_kinks_for(tent, tent.conditions[1].value, 0, 1, 0.0)
+    assert [round(k.centre, 12) for k in kinks] == [-0.4, 0.1, 0.6]
+    assert [round(k.amplitude, 9) for k in kinks] == [1.0, -2.0, 1.0]
+    for u0, why in ((lambda x: torch.sin(20 * x[:, 0:1]), "no corner"),
+                    (lambda x: torch.sign(x[:, 0:1]), "jumps")):
+        p = hat_problem(u0)
+        kinks, note = interior_kinks_for(p, p.conditions[1].value, 0, 1, 0.0)
+        assert kinks == [] and why in note
+
+
+def test_interior_kink_keeps_dirichlet_exact_and_removes_the_corner():
+    prob = hat_problem()
+    factors, lifting, notes = hard_constraint_for(prob)
+    (kink,) = lifting.singular
+    t = torch.tensor([[0.0], [1e-3], [0.5]], dtype=D64)
+    for face in (-1.0, 1.0):
+        xb = torch.cat([torch.full_like(t, face), t], 1)
+        assert float((kink(xb) - kink(xb * torch.tensor([1.0, 0.0], dtype=D64))).abs().max()) < 1e-15
+    # u0 - E(·, t0) has no corner: equal one-sided slopes at the centre
+    eta = 1e-6
+    x = torch.tensor([[-eta, 0.0], [eta, 0.0]], dtype=D64, requires_grad=True)
+    rest = prob.conditions[1].value(x) - kink(x)
+    (g,) = torch.autograd.grad(rest.sum(), x)
+    assert abs(float(g[0, 0] - g[1, 0])) < 1e-5
+    again = kinks_from_spec([kink.spec()])[0]
+    assert isinstance(again, InteriorKink) and torch.equal(again(x), kink(x))
+
+
+def test_auto_mode_solves_heat_from_a_hat():
+    """Heat from u0 = 1 - |x| with u(±1) = 0, against the exact series (an exact u = u0 + τ·N
+    without the closed form keeps the corner for all t: 2.8e-2 after 60 s)."""
+    res = kp.solve(hat_problem(), grids=[5, 10], steps=25, max_time=None, seed=0, progress=False)
+    xs, ts = np.linspace(-1, 1, 41), np.array([0.0, 0.002, 0.01, 0.1, 1.0])
+    X, T = np.meshgrid(xs, ts)
+    exact = hat_exact(X.ravel(), T.ravel())
+    pred = res.predict(np.stack([X.ravel(), T.ravel()], 1)).ravel()
+    err = np.linalg.norm(pred - exact) / np.linalg.norm(exact)
+    assert err < 1e-4, err
