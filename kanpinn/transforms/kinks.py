@@ -118,8 +118,9 @@ class InteriorKink(SeamKink):
     """A corner of u0 at x_col = ``centre`` inside [lo, hi] (a variable that is not
     periodic): w = x - centre - vτ, weighted by the cubic χ with χ(centre) = 1,
     χ'(centre) = 0 and χ(lo) = χ(hi) = 0, so E(·, t) - E(·, t0) vanishes on the
-    boundary (Dirichlet conditions stay exact) and u0 - E(·, t0) is smooth to its third
-    derivative at the corner."""
+    boundary (Dirichlet conditions stay exact) and u0 - E(·, t0) keeps its first two
+    derivatives continuous at the corner (a moving corner, v != 0, leaves χ's slope
+    behind: the remainder is then C¹ there)."""
 
     kind = "InteriorKink"
 
