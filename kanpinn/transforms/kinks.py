@@ -55,7 +55,7 @@ import torch
 
 from ..errors import KanpinnError
 
-__all__ = ["SeamKink", "InteriorKink", "seam_kinks_for", "interior_kinks_for", "kinks_from_spec"]
+__all__ = ["SeamKink", "InteriorKink", "WaveKink", "seam_kinks_for", "interior_kinks_for", "kinks_from_spec"]
 
 _SQRT_2_PI = math.sqrt(2.0 / math.pi)
 _FIELDS = ("col", "lo", "hi", "t_col", "t0", "amplitude", "diffusion")
@@ -144,15 +144,53 @@ class InteriorKink(SeamKink):
         return {**super().spec(), "centre": self.centre}
 
 
+class WaveKink(InteriorKink):
+    """A corner of u0 at ``centre`` under u_tt = c² u_xx between walls where u is given
+    (Dirichlet, exact): the wave equation moves a corner instead of smoothing it, so E is
+    d'Alembert's solution ½[K(x - cτ) + K(x + cτ)] (c = ``speed``, u_t(t0) = 0) with K the
+    odd 2L-periodic extension (the walls' images) of A(|x - centre| - ℓ(x)), ℓ the line
+    through the corner function's values at the walls, so K vanishes there. E solves the
+    wave equation exactly, is zero on the walls for all t, E(·, t0) = A|x - centre| - Aℓ
+    and E_t(·, t0) = 0: the remainder starts smooth and stays smooth. ``diffusion`` is
+    unused (kept 1 in the spec)."""
+
+    kind = "WaveKink"
+
+    def __init__(self, col, lo, hi, t_col, t0, amplitude, diffusion=1.0, decay=0.0, speed=1.0, centre=0.0):
+        super().__init__(col, lo, hi, t_col, t0, amplitude, 1.0, 0.0, speed, centre)
+        if not self.speed > 0:
+            raise KanpinnError(f"WaveKink: the wave speed must be positive, got {self.speed}")
+
+    def _profile(self, y):
+        a, b, c = self.lo, self.hi, self.centre
+        period = 2.0 * (b - a)
+        s = torch.remainder(y - a, period)                         # [0, 2L)
+        back = s > (b - a)
+        z = a + torch.where(back, period - s, s)                   # the point in [a, b] it images
+        line = (c - a) + (z - a) * ((b - c) - (c - a)) / (b - a)    # ℓ: |a - c| at a, |b - c| at b
+        f = self.amplitude * ((z - c).abs() - line)
+        return torch.where(back, -f, f)
+
+    def __call__(self, x):
+        tau = x[:, self.t_col:self.t_col + 1] - self.t0
+        xc = x[:, self.col:self.col + 1]
+        return 0.5 * (self._profile(xc - self.speed * tau) + self._profile(xc + self.speed * tau))
+
+    def __repr__(self):
+        return (f"WaveKink(col={self.col}, [{self.lo:g}, {self.hi:g}], A={self.amplitude:.6g}, "
+                f"c={self.speed:.6g}, centre={self.centre:.6g}, t0={self.t0:g})")
+
+
 def kinks_from_spec(specs):
     """The kinks a lifting spec lists (None or [] -> [])."""
     out = []
     for s in specs or ():
         kind = s.get("type") if isinstance(s, dict) else None
-        if kind not in ("SeamKink", "InteriorKink"):
-            raise KanpinnError(f"a lifting's singular part must be a SeamKink or InteriorKink spec, got {s!r}")
-        extra = {"centre": s["centre"]} if kind == "InteriorKink" else {}
-        cls = InteriorKink if kind == "InteriorKink" else SeamKink
+        classes = {"SeamKink": SeamKink, "InteriorKink": InteriorKink, "WaveKink": WaveKink}
+        if kind not in classes:
+            raise KanpinnError(f"a lifting's singular part must be a {', '.join(classes)} spec, got {s!r}")
+        extra = {"centre": s["centre"]} if kind != "SeamKink" else {}
+        cls = classes[kind]
         out.append(cls(*(s[k] for k in _FIELDS), decay=s.get("decay", 0.0), speed=s.get("speed", 0.0), **extra))
     return out
 
@@ -172,15 +210,15 @@ def _derivative(u0, x, col):
 
 
 def _coefficients(problem, x, col, t_col, value, slope):
-    """Per point, ∂R/∂(u, u_t, u_x, u_xx) along ``col`` at x (on the corner, t = t0) for the
+    """Per point, ∂R/∂(u, u_t, u_x, u_xx, u_tt) along ``col`` at x (on the corner, t = t0) for the
     probe field u = value + slope·δ (+ zero perturbations), δ = x_col - x_col(corner)."""
     n = x.shape[0]
     with torch.enable_grad():
         xr = x.detach().clone().requires_grad_(True)
-        p = [torch.zeros(n, 1, dtype=x.dtype, requires_grad=True) for _ in range(4)]
+        p = [torch.zeros(n, 1, dtype=x.dtype, requires_grad=True) for _ in range(5)]
         delta = xr[:, col:col + 1] - x[:, col:col + 1]
         tau = xr[:, t_col:t_col + 1] - x[:, t_col:t_col + 1]
-        u = value + slope * delta + p[0] + p[1] * tau + p[2] * delta + p[3] * delta * delta / 2
+        u = value + slope * delta + p[0] + p[1] * tau + p[2] * delta + p[3] * delta * delta / 2 + p[4] * tau * tau / 2
         terms = problem.residual_terms(xr, u)
         if len(terms) != 1 or terms[0].shape != (n, 1):
             return None
@@ -192,20 +230,25 @@ def _agree(a, scale):
     return float((a - a.mean()).abs().max()) <= 1e-6 * scale
 
 
-def _linearised(problem, x, col, t_col, value, slope, name):
+def _linearised(problem, x, col, t_col, value, slope, name, wave=False):
     """(ε, λ, v) of the residual linearised at the corner points x (all agreeing), or a
-    string saying why not."""
+    string saying why not; with ``wave``, the speed c of a residual whose linear part at
+    the corner is u_tt - c² u_xx alone (a float)."""
     try:
         coef = _coefficients(problem, x, col, t_col, value, slope)
     except Exception as e:                         # noqa: BLE001 - a residual the probe cannot drive
         return f"the residual could not be linearised at the corner ({type(e).__name__}: {e})"
     if coef is None:
         return "the residual is not a single scalar equation"
-    a0, at, a1, a2 = coef
     cscale = float(max(c.abs().max() for c in coef))
     if not all(_agree(c, cscale) for c in coef):
         return f"the residual's coefficients vary along the seam of {name}"
-    at_, a0_, a1_, a2_ = (float(c.mean()) for c in (at, a0, a1, a2))
+    a0_, at_, a1_, a2_, att_ = (float(c.mean()) for c in coef)
+    if wave:
+        small = [abs(a) <= 1e-12 * cscale for a in (a0_, at_, a1_, att_)]
+        if small[3] or not all(small[:3]) or not -a2_ / att_ > 0:
+            return "the residual is not u_tt - c² u_xx at the corner"
+        return math.sqrt(-a2_ / att_)
     if abs(at_) <= 1e-12 * cscale:
         return "the residual has no u_t term at the corner (not parabolic)"
     eps = -a2_ / at_
@@ -318,9 +361,13 @@ def _corners(u0, x0, col, lo, hi):
     return found
 
 
-def interior_kinks_for(problem, u0, col, t_col, t0):
+def interior_kinks_for(problem, u0, col, t_col, t0, second_order=False, walls=False):
     """([InteriorKink ...], note) for the corners of u0 inside the interval of a problem in
-    one space variable ``col`` (not periodic), or ([], why)."""
+    one space variable ``col`` (not periodic), or ([], why). ``second_order``: the problem
+    prescribes u_t(t0) too; its corners are carried only for u_tt = c² u_xx between
+    ``walls`` where u is exact (``WaveKink``)."""
+    if second_order and not walls:
+        return [], "a second-order problem's corners need exact walls (their images)"
     if not callable(u0):
         return [], "the initial value is a constant"
     dom = problem.domain
@@ -345,11 +392,17 @@ def interior_kinks_for(problem, u0, col, t_col, t0):
         left[0, col], right[0, col] = c - eta, c + eta
         value = _derivative(u0, xc, col)[0]
         mean = 0.5 * (_derivative(u0, left, col)[1] + _derivative(u0, right, col)[1])
-        got = _linearised(problem, xc, col, t_col, value, mean, name)
+        got = _linearised(problem, xc, col, t_col, value, mean, name, wave=second_order)
         if isinstance(got, str):
             return [], got
+        if second_order:
+            kinks.append(WaveKink(col, lo, hi, t_col, t0, amp, speed=got, centre=c))
+            said.append(f"{name} = {c:.6g}: u0' jumps by {2 * amp:.4g}; c = {got:.4g}")
+            continue
         eps, decay, speed = got
         kinks.append(InteriorKink(col, lo, hi, t_col, t0, amp, eps, decay=decay, speed=speed, centre=c))
         said.append(_said(name, kinks[-1], f" = {c:.6g}"))
+    how = ("it travels at ±c and reflects at the walls (d'Alembert's solution with their images)"
+           if second_order else "its smoothing under the equation linearised there")
     return kinks, ("the initial value has a corner inside the interval (" + "; ".join(said) +
-                   "): its smoothing under the equation linearised there is carried in closed form")
+                   f"): {how} is carried in closed form")
