@@ -289,15 +289,15 @@ def hard_constraint_for(problem, n_check=64, exact_velocity=False):
         # a kink at the seam (u0 periodic, u0' not) is carried in closed form when the
         # equation is parabolic there (kinks.py); the lifting is then periodic after t0
         from .kinks import seam_kinks_for
-        space_periodic = [j for j in periodic if j != d - 1] if is_time else []
-        kinks, why = seam_kinks_for(problem, u0, space_periodic, d - 1, float(dom.lo[-1])) if is_time else ([], "")
+        # (u0 is only set with time, and Periodic refuses the time variable)
+        kinks, why = seam_kinks_for(problem, u0, periodic, d - 1, float(dom.lo[-1]))
         lift.singular = kinks
         if kinks and _periodic_lifting(lift, dom, periodic, n_check, dtype, at_start=False):
             notes.append(why)
         else:
             lift.singular = []
-            notes.append("the initial value is not periodic with its derivative"
-                         + (f" ({why})" if why else "") + ": the initial condition stays in the loss")
+            notes.append(f"the initial value is not periodic with its derivative ({why}): the initial "
+                         "condition stays in the loss")
             lift.u0 = lift.v0 = None
             u0 = v0 = None
     if u0 is not None and d == 2 and 0 not in periodic:

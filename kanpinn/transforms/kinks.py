@@ -189,14 +189,15 @@ def kinks_from_spec(specs):
     """The kinks a lifting spec lists (None or [] -> [])."""
     out = []
     for s in specs or ():
-        kind = s.get("type") if isinstance(s, dict) else None
-        classes = {"SeamKink": SeamKink, "InteriorKink": InteriorKink, "WaveKink": WaveKink}
-        if kind not in classes:
-            raise KanpinnError(f"a lifting's singular part must be a {', '.join(classes)} spec, got {s!r}")
-        extra = {"centre": s["centre"]} if kind != "SeamKink" else {}
-        cls = classes[kind]
+        cls = _KINDS.get(s.get("type")) if isinstance(s, dict) else None
+        if cls is None:
+            raise KanpinnError(f"a lifting's singular part must be a {', '.join(_KINDS)} spec, got {s!r}")
+        extra = {} if cls is SeamKink else {"centre": s["centre"]}
         out.append(cls(*(s[k] for k in _FIELDS), decay=s.get("decay", 0.0), speed=s.get("speed", 0.0), **extra))
     return out
+
+
+_KINDS = {cls.kind: cls for cls in (SeamKink, InteriorKink, WaveKink)}
 
 
 def _derivative(u0, x, col):
